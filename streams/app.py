@@ -1,0 +1,28 @@
+"""The one Faust application (``faust -A streams.app``). Agents register on import."""
+
+from __future__ import annotations
+
+import faust
+
+import streams.codecs  # noqa: F401 - registers the orjson codec before any record is used
+from streams.settings import get_settings
+
+_settings = get_settings()
+
+app = faust.App(
+    _settings.app_id,
+    broker=f"kafka://{_settings.kafka_bootstrap_servers}",
+    store="memory://",
+    datadir=str(_settings.data_dir),
+    topic_partitions=_settings.topic_partitions,
+    topic_replication_factor=_settings.topic_replication,
+    topic_allow_declare=True,
+    web_host=_settings.web_host,
+    web_port=_settings.web_port,
+    web_in_thread=False,
+    producer_max_request_size=2_097_152,
+    consumer_max_fetch_size=4_194_304,
+    table_cleanup_interval=30.0,
+    broker_commit_every=500,
+    broker_commit_interval=1.0,
+)

@@ -1,0 +1,129 @@
+"""The worker's pipeline host: owns this worker's pure pipeline, feeds it, publishes its outputs.
+
+Inputs arrive from the input agents (positions and strategy stats, partitioned) and
+from the replicated market feed: a consumer outside the consumer group that reads
+every partition of ``mev.market.ticks``, so each worker holds the whole market state
+(DESIGN.md: market state every portfolio needs is replicated to every worker). On
+start the feed rewinds far enough in event time to refill the return windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.contracts import ContractError, validate_bytes
+from streams import metrics
+from streams.app import app
+from streams.codecs import dumps
+from streams.settings import get_settings
+from streams.topics import MARKET_TICKS, contract_topic
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline(Protocol):
+    """What the host needs of a pipeline: offer events, advance on idle, list outputs."""
+
+    def offer(self, topic: str, value: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    def heartbeat(self, watermark_ms: int) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    @property
+    def watermark_ms(self) -> int: ...
+
+
+class PipelineHost:
+    """Serialises access to the pipeline (one asyncio lock) and sends what it emits."""
+
+    def __init__(self) -> None:
+        self.pipeline: Pipeline | None = None
+        self._lock = asyncio.Lock()
+        self.last_input_wall: float = time.monotonic()
+        self.last_event_ts_ms: int = 0
+        self.publishers: dict[str, Any] = {}
+
+    async def offer(self, topic: str, value: dict[str, Any], *, replicated: bool) -> None:
+        self.last_input_wall = time.monotonic()
+        self.last_event_ts_ms = max(self.last_event_ts_ms, int(value.get("ts_ms", 0)))
+        if self.pipeline is None:
+            return
+        async with self._lock:
+            outputs = self.pipeline.offer(topic, value)
+        await self.publish(outputs)
+
+    async def heartbeat(self, idle_secs: float) -> None:
+        """Advance the engine clock by the idle wall time when no input arrived for ``idle_secs``."""
+        if self.pipeline is None:
+            return
+        idle = time.monotonic() - self.last_input_wall
+        if idle < idle_secs or self.last_event_ts_ms == 0:
+            return
+        async with self._lock:
+            outputs = self.pipeline.heartbeat(self.last_event_ts_ms + int(idle * 1000))
+        await self.publish(outputs)
+
+    async def publish(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        for topic_name, key, value in outputs:
+            topic = self.publishers[topic_name]
+            await topic.send(key=key.encode(), value=dumps(value))
+            metrics.OUTPUTS.labels(topic_name).inc()
+        if self.pipeline is not None:
+            metrics.WATERMARK_SECONDS.set(self.pipeline.watermark_ms / 1000)
+
+
+host = PipelineHost()
+
+
+async def _rewind(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], since_ms: int) -> None:
+    offsets = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+    for tp in partitions:
+        found = offsets.get(tp)
+        if found is None:
+            await consumer.seek_to_end(tp)
+        else:
+            consumer.seek(tp, found.offset)
+
+
+@app.task
+async def replicate_market_feed() -> None:
+    """Read every partition of the ticks topic (no consumer group) into this worker's pipeline."""
+    settings = get_settings()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4_194_304,
+    )
+    await consumer.start()
+    try:
+        partitions = []
+        while not partitions:
+            ids = consumer.partitions_for_topic(MARKET_TICKS) or set()
+            partitions = [TopicPartition(MARKET_TICKS, p) for p in sorted(ids)]
+            if not partitions:
+                await consumer.topics()
+                await asyncio.sleep(1.0)
+        consumer.assign(partitions)
+        window_ms = (settings.market_replay_bars + 10) * settings.bar_ms
+        await _rewind(consumer, partitions, int(time.time() * 1000) - window_ms)
+        async for message in consumer:
+            try:
+                tick = validate_bytes(contract_topic(MARKET_TICKS), message.value)
+            except ContractError:
+                continue  # screen_ticks DLQs it once per consumer group
+            await host.offer("mev.market.ticks", tick, replicated=True)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+
+
+@app.timer(interval=1.0)
+async def idle_heartbeat() -> None:
+    """Keep the event-time clock moving while the inputs are idle (DESIGN.md, Time)."""
+    await host.heartbeat(get_settings().idle_heartbeat_secs)

@@ -1,0 +1,41 @@
+"""Typed settings of the worker, parsed once from ``MEVRISK_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything the worker reads from its environment. Durations carry their unit in the name."""
+
+    model_config = SettingsConfigDict(env_prefix="MEVRISK_", frozen=True, extra="ignore")
+
+    app_id: str = "mevrisk"
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    topic_prefix: str = ""
+    """Prepended to every topic name; tests use it for fresh topics per test. Empty in production."""
+    topic_partitions: int = 4
+    topic_replication: int = 1
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = REPO_ROOT / ".cache" / "worker"
+    config_dir: Path = REPO_ROOT / "deploy" / "config"
+    bar_ms: int = 1_000
+    market_replay_bars: int = 500
+    allowed_lateness_ms: int = 2_000
+    idle_heartbeat_secs: float = 5.0
+    snapshot_coalesce_ms: int = 250
+    worker_log_level: str = "warn"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

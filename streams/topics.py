@@ -1,0 +1,82 @@
+"""Topic names (part of the contract, DESIGN.md) and their Faust topic objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.app import app
+from streams.settings import get_settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic's name and broker-side configuration."""
+
+    name: str
+    compacted: bool = False
+    infinite_retention: bool = False
+    partitions: int | None = None  # None: the settings' default
+
+    def config(self) -> dict[str, str]:
+        config = {"max.message.bytes": "2097152"}
+        if self.compacted:
+            config["cleanup.policy"] = "compact"
+        if self.infinite_retention:
+            config["retention.ms"] = "-1"
+            config["retention.bytes"] = "-1"
+        return config
+
+
+_settings = get_settings()
+_prefix = _settings.topic_prefix
+
+MARKET_TICKS = f"{_prefix}mev.market.ticks"
+POSITIONS = f"{_prefix}mev.positions"
+STRATEGY_STATS = f"{_prefix}mev.strategy.stats"
+SNAPSHOTS = f"{_prefix}risk.snapshots"
+ALERTS = f"{_prefix}risk.alerts"
+CONTROLS = f"{_prefix}risk.controls"
+AUDIT = f"{_prefix}risk.audit"
+DLQ = f"{_prefix}risk.dlq"
+
+TOPIC_SPECS: tuple[TopicSpec, ...] = (
+    TopicSpec(MARKET_TICKS),
+    TopicSpec(POSITIONS),
+    TopicSpec(STRATEGY_STATS),
+    TopicSpec(SNAPSHOTS),
+    TopicSpec(ALERTS),
+    TopicSpec(CONTROLS, compacted=True),
+    TopicSpec(AUDIT, infinite_retention=True, partitions=1),
+    TopicSpec(DLQ),
+)
+INPUT_TOPICS = (MARKET_TICKS, POSITIONS, STRATEGY_STATS)
+
+
+def contract_topic(topic: str) -> str:
+    """The contract name of a (possibly prefixed) topic, e.g. ``t1.mev.positions`` -> ``mev.positions``."""
+    return topic[len(_prefix):] if _prefix and topic.startswith(_prefix) else topic
+
+
+def _topic(spec: TopicSpec):
+    return app.topic(
+        spec.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec.partitions or _settings.topic_partitions,
+        replicas=_settings.topic_replication,
+        config=spec.config(),
+        compacting=spec.compacted,
+        retention=None,
+    )
+
+
+market_ticks_topic = _topic(TOPIC_SPECS[0])
+positions_topic = _topic(TOPIC_SPECS[1])
+strategy_stats_topic = _topic(TOPIC_SPECS[2])
+snapshots_topic = _topic(TOPIC_SPECS[3])
+alerts_topic = _topic(TOPIC_SPECS[4])
+controls_topic = _topic(TOPIC_SPECS[5])
+audit_topic = _topic(TOPIC_SPECS[6])
+dlq_topic = _topic(TOPIC_SPECS[7])

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make demo`: Kafka (already started by make), one worker, the simulator with an incident every
+# minute. Prints the URLs; Ctrl-C stops the worker and the simulator, then the broker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+PORT="${MEVRISK_WEB_PORT:-6066}"
+mkdir -p .cache/demo
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "stopping demo..."
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$BIN/mevrisk" broker stop || true
+}
+trap cleanup INT TERM EXIT
+
+MEVRISK_WEB_PORT="$PORT" "$BIN/mevrisk" worker -l warn --web-port "$PORT" > .cache/demo/worker.log 2>&1 &
+pids+=($!)
+for _ in $(seq 1 120); do
+  curl -fs "http://127.0.0.1:$PORT/metrics" > /dev/null 2>&1 && break
+  sleep 0.5
+done
+"$BIN/mevrisk" simulate --rate 200 --incident-every 60 --pace realtime > .cache/demo/simulator.log 2>&1 &
+pids+=($!)
+cat <<TXT
+
+MEV Risk Stream demo is running.
+  metrics:    http://127.0.0.1:$PORT/metrics
+  dashboard:  http://127.0.0.1:$PORT/
+  API:        http://127.0.0.1:$PORT/api/v1/risk/overview
+  logs:       .cache/demo/worker.log, .cache/demo/simulator.log
+Press Ctrl-C to stop.
+TXT
+while true; do
+  sleep 10
+  events=$(curl -fs "http://127.0.0.1:$PORT/metrics" | awk '/^mevrisk_events_in_total/ {s+=$2} END {print s+0}')
+  dlq=$(curl -fs "http://127.0.0.1:$PORT/metrics" | awk '/^mevrisk_dlq_messages_total/ {s+=$2} END {print s+0}')
+  echo "$(date -u +%H:%M:%S) events_in=$events dlq=$dlq"
+done

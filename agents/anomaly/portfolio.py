@@ -1,0 +1,156 @@
+"""Portfolio-state anomaly scoring over risk snapshot features (pure core, no Faust).
+
+:func:`snapshot_features` maps a snapshot dict (as the risk core publishes it to
+``risk.snapshots``) to model features; several spellings of a field are accepted
+(first found wins, see :data:`FEATURE_ALIASES`) and missing fields are simply absent.
+Money amounts and gas enter as ``log1p`` (their scale moves by orders of
+magnitude), plus ``var95_to_exposure``; the hour of day enters as ``hour_sin`` /
+``hour_cos`` (UTC, from ``ts_ms``).
+
+:class:`PortfolioAnomalyScorer` scores one portfolio's snapshots with a robust
+z-score ensemble (:class:`~agents.anomaly.detectors.RobustZScorer`) over every
+feature except the hour of day (a z-score of a cyclical, uniform feature means
+nothing; the hour still goes to the alert forecaster). Like the tick detector it
+does not learn from snapshots it flags once warm, except after
+``max_consecutive_flags`` flagged snapshots in a row (a new regime is learned slowly).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from agents.anomaly.detectors import RobustZScorer, make_detector, z_to_score
+from agents.anomaly.errors import InvalidFeatureInput
+
+DAY_MS = 86_400_000
+
+#: feature name -> snapshot field names accepted for it, in order of preference
+FEATURE_ALIASES: dict[str, tuple[str, ...]] = {
+    "total_risk": ("total_risk", "total_risk_score"),
+    "max_concentration": ("max_concentration",),
+    "correlation_risk": ("correlation_risk",),
+    "total_exposure": ("total_exposure", "total_exposure_usd", "gross_exposure_usd"),
+    "var_95": ("var_95", "var_95_usd"),
+    "var_99": ("var_99", "var_99_usd"),
+    "volatility": ("volatility", "portfolio_volatility"),
+    "gas_price_gwei": ("gas_price_gwei", "gas_gwei", "base_fee_gwei"),
+    "liquidity_ratio": ("liquidity_ratio",),
+}
+_LOG_FEATURES = frozenset({"total_exposure", "var_95", "var_99", "gas_price_gwei"})
+HOUR_FEATURES = ("hour_sin", "hour_cos")
+
+
+def _value(snapshot: dict[str, Any], names: tuple[str, ...]) -> float | None:
+    for name in names:
+        if name in snapshot and snapshot[name] is not None:
+            value = snapshot[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidFeatureInput(f"snapshot field {name!r} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise InvalidFeatureInput(f"snapshot field {name!r} must be finite, got {value!r}")
+            return float(value)
+    return None
+
+
+def snapshot_features(snapshot: dict[str, Any]) -> dict[str, float]:
+    """Model features of a risk snapshot (pure; the input is not modified).
+
+    >>> f = snapshot_features({"var_95": 1000.0, "total_exposure": 10000.0, "ts_ms": 6 * 3600_000})
+    >>> round(f["var95_to_exposure"], 3), round(f["hour_sin"], 3), round(f["hour_cos"], 3)
+    (0.1, 1.0, 0.0)
+    """
+    out: dict[str, float] = {}
+    raw: dict[str, float] = {}
+    for feature, names in FEATURE_ALIASES.items():
+        value = _value(snapshot, names)
+        if value is None:
+            continue
+        raw[feature] = value
+        out[feature] = math.log1p(max(value, 0.0)) if feature in _LOG_FEATURES else value
+    if raw.get("total_exposure", 0.0) > 0.0 and "var_95" in raw:
+        out["var95_to_exposure"] = raw["var_95"] / raw["total_exposure"]
+    ts = snapshot.get("ts_ms", snapshot.get("timestamp_ms"))
+    if isinstance(ts, int) and not isinstance(ts, bool):
+        angle = 2.0 * math.pi * (ts % DAY_MS) / DAY_MS
+        out["hour_sin"], out["hour_cos"] = math.sin(angle), math.cos(angle)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioScore:
+    """Outcome of scoring one snapshot; ``top_feature`` drove the score (or None)."""
+
+    score: float
+    is_anomaly: bool
+    is_warm: bool
+    learned: bool
+    top_feature: str | None
+    features: dict[str, float]
+
+
+class PortfolioAnomalyScorer:
+    """Anomaly scorer for one portfolio's stream of risk snapshots.
+
+    >>> s = PortfolioAnomalyScorer(warmup=10)
+    >>> s.score_one({"var_95": 100.0})
+    0.0
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        method: str = "robust_z",
+        threshold: float = 0.5,
+        warmup: int = 60,
+        max_consecutive_flags: int = 10,
+        detector_params: dict[str, float] | None = None,
+    ) -> None:
+        self.seed = seed
+        self.method = method
+        self.threshold = threshold
+        self.warmup = warmup
+        self.max_consecutive_flags = max_consecutive_flags
+        self.detector = make_detector(method, seed=seed, **(detector_params or {}))
+        self.n_seen = 0
+        self.n_flagged = 0
+        self._flag_run = 0
+
+    @staticmethod
+    def _scored(features: dict[str, float]) -> dict[str, float]:
+        return {k: v for k, v in features.items() if k not in HOUR_FEATURES}
+
+    @property
+    def is_warm(self) -> bool:
+        return self.n_seen >= self.warmup
+
+    def score_one(self, snapshot: dict[str, Any]) -> float:
+        """Anomaly score in ``[0, 1]``; 0.0 before any learning."""
+        return self.detector.score_one(self._scored(snapshot_features(snapshot)))
+
+    def learn_one(self, snapshot: dict[str, Any]) -> None:
+        """Learn ``snapshot`` unless it is flagged (see the module docstring)."""
+        self.process_one(snapshot)
+
+    def process_one(self, snapshot: dict[str, Any]) -> PortfolioScore:
+        """Score, then learn unless flagged; returns the full outcome."""
+        features = snapshot_features(snapshot)
+        scored = self._scored(features)
+        top = None
+        if isinstance(self.detector, RobustZScorer):  # one pass gives score and top feature
+            zs = self.detector.zscores(scored)
+            top = max(zs, key=zs.__getitem__) if zs else None
+            score = z_to_score(zs[top], self.detector.z_half) if top is not None else 0.0
+        else:
+            score = self.detector.score_one(scored)
+        warm = self.is_warm
+        flagged = warm and score >= self.threshold
+        self.n_seen += 1
+        self._flag_run = self._flag_run + 1 if flagged else 0
+        self.n_flagged += flagged
+        learned = not flagged or self._flag_run > self.max_consecutive_flags
+        if learned:
+            self.detector.learn_one(scored)
+        return PortfolioScore(score, flagged, warm, learned, top, features)

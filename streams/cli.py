@@ -86,8 +86,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in OWN_COMMANDS:
+        from streams.commands import run_guarded
+
         args = _parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        return run_guarded(args.func, args)
     if not argv or argv[0] in {"-h", "--help"}:
         _parser().print_help()
         print("\nFaust commands (worker, agents, tables, ...): mevrisk worker --help")

@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 class Pipeline(Protocol):
     """What the host needs of a pipeline: offer events, advance on idle, list outputs."""
 
-    def offer(self, topic: str, value: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]: ...
+    bar_ms: int
+
+    def offer(
+        self, topic: str, value: dict[str, Any], partition: int, wall_s: float | None
+    ) -> list[tuple[str, str, dict[str, Any]]]: ...
 
     def heartbeat(self, watermark_ms: int) -> list[tuple[str, str, dict[str, Any]]]: ...
 
@@ -48,13 +52,13 @@ class PipelineHost:
         self.last_event_ts_ms: int = 0
         self.publishers: dict[str, Any] = {}
 
-    async def offer(self, topic: str, value: dict[str, Any], *, replicated: bool) -> None:
+    async def offer(self, topic: str, value: dict[str, Any], partition: int) -> None:
         self.last_input_wall = time.monotonic()
         self.last_event_ts_ms = max(self.last_event_ts_ms, int(value.get("ts_ms", 0)))
         if self.pipeline is None:
             return
         async with self._lock:
-            outputs = self.pipeline.offer(topic, value)
+            outputs = self.pipeline.offer(topic, value, partition, self.last_input_wall)
         await self.publish(outputs)
 
     async def heartbeat(self, idle_secs: float) -> None:
@@ -75,19 +79,24 @@ class PipelineHost:
             metrics.OUTPUTS.labels(topic_name).inc()
         if self.pipeline is not None:
             metrics.WATERMARK_SECONDS.set(self.pipeline.watermark_ms / 1000)
+            stats = self.pipeline.stats
+            metrics.PIPELINE_EVENTS.labels("released").set(stats.released)
+            metrics.PIPELINE_EVENTS.labels("late").set(stats.late)
+            for topic, count in stats.late_by_topic.items():
+                metrics.PIPELINE_EVENTS.labels(f"late:{topic}").set(count)
+            metrics.PIPELINE_EVENTS.labels("stale_positions").set(stats.stale_positions)
+            metrics.PIPELINE_EVENTS.labels("late_ticks").set(self.pipeline.risk.bars.late_ticks)
 
 
 host = PipelineHost()
 
 
-async def _rewind(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], since_ms: int) -> None:
-    offsets = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+async def _rewind(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], keep: int) -> None:
+    """Start each partition ``keep`` messages before its end (or at its beginning)."""
+    begin = await consumer.beginning_offsets(partitions)
+    end = await consumer.end_offsets(partitions)
     for tp in partitions:
-        found = offsets.get(tp)
-        if found is None:
-            await consumer.seek_to_end(tp)
-        else:
-            consumer.seek(tp, found.offset)
+        consumer.seek(tp, max(begin[tp], end[tp] - keep))
 
 
 @app.task
@@ -102,22 +111,29 @@ async def replicate_market_feed() -> None:
     )
     await consumer.start()
     try:
-        partitions = []
+        partitions: list[TopicPartition] = []
         while not partitions:
-            ids = consumer.partitions_for_topic(MARKET_TICKS) or set()
+            metadata = await consumer._client.fetch_all_metadata()  # no public listing call
+            ids = metadata.partitions_for_topic(MARKET_TICKS) or set()
             partitions = [TopicPartition(MARKET_TICKS, p) for p in sorted(ids)]
             if not partitions:
-                await consumer.topics()
                 await asyncio.sleep(1.0)
         consumer.assign(partitions)
-        window_ms = (settings.market_replay_bars + 10) * settings.bar_ms
-        await _rewind(consumer, partitions, int(time.time() * 1000) - window_ms)
+        await _rewind(consumer, partitions, settings.market_replay_messages)
+        if host.pipeline is not None:
+            now = time.monotonic()
+            for tp in partitions:
+                host.pipeline.expect("mev.market.ticks", tp.partition, now)
+            # partitions this worker may own: those it does not own fall idle and stop counting
+            for topic in ("mev.positions", "mev.strategy.stats"):
+                for partition in range(settings.topic_partitions):
+                    host.pipeline.expect(topic, partition, now)
         async for message in consumer:
             try:
                 tick = validate_bytes(contract_topic(MARKET_TICKS), message.value)
             except ContractError:
                 continue  # screen_ticks DLQs it once per consumer group
-            await host.offer("mev.market.ticks", tick, replicated=True)
+            await host.offer("mev.market.ticks", tick, message.partition)
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()

@@ -28,6 +28,10 @@ EVENT_LAG_SECONDS = Gauge(
 WATERMARK_SECONDS = Gauge(
     "mevrisk_watermark_seconds", "The engine clock: event-time watermark, Unix seconds.", registry=REGISTRY
 )
+PIPELINE_EVENTS = Gauge(
+    "mevrisk_pipeline_events", "Pipeline counters: released, late, stale_positions, buffered.", ["kind"],
+    registry=REGISTRY,
+)
 OUTPUTS = Counter(
     "mevrisk_outputs_total", "Records published to output topics, by topic.", ["topic"], registry=REGISTRY
 )

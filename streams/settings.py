@@ -28,8 +28,12 @@ class Settings(BaseSettings):
     web_port: int = 6066
     data_dir: Path = REPO_ROOT / ".cache" / "worker"
     config_dir: Path = REPO_ROOT / "deploy" / "config"
-    bar_ms: int = 1_000
-    market_replay_bars: int = 500
+    channels_file: Path | None = None
+    """Notification channels (default: config_dir/channels.yaml)."""
+    bar_ms: int | None = None
+    """Bar interval in ms of event time; None: deploy/config/risk.yaml (60000). The demo uses 1000."""
+    market_replay_messages: int = 250_000
+    """Ticks per partition the replicated market feed re-reads at start to refill return windows."""
     allowed_lateness_ms: int = 2_000
     idle_heartbeat_secs: float = 5.0
     snapshot_coalesce_ms: int = 250

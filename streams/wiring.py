@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from agents.assembly import PipelineOptions, build_pipeline
+from agents.pipeline import RiskPipeline
 from streams.host import host
+from streams.settings import Settings, get_settings
 from streams.topics import alerts_topic, audit_topic, controls_topic, snapshots_topic
 
 
-def install_pipeline() -> None:
+def pipeline_options(settings: Settings) -> PipelineOptions:
+    return PipelineOptions(
+        config_dir=settings.config_dir,
+        bar_ms=settings.bar_ms,
+        allowed_lateness_ms=settings.allowed_lateness_ms,
+        coalesce_ms=settings.snapshot_coalesce_ms,
+    )
+
+
+def install_pipeline(settings: Settings | None = None) -> RiskPipeline:
+    """Give the host a fresh pipeline built from ``deploy/config`` and the output topics."""
+    settings = settings or get_settings()
     host.publishers = {
         "risk.snapshots": snapshots_topic,
         "risk.alerts": alerts_topic,
         "risk.controls": controls_topic,
         "risk.audit": audit_topic,
     }
+    pipeline = build_pipeline(pipeline_options(settings))
+    pipeline.idle_source_secs = settings.idle_heartbeat_secs
+    host.pipeline = pipeline
+    return pipeline

@@ -1,12 +1,16 @@
-"""Imports every agent module so that the one Faust app knows them, then runs Faust's CLI."""
+"""Imports every agent module so that the one Faust app knows them, then builds the pipeline."""
 
 from __future__ import annotations
 
-import agents.ingest.agent  # noqa: F401 - registers the input agents
+import agents.ingest.agent
+import agents.notify.agent
 import streams.host
-import streams.web  # noqa: F401 - registers /metrics
+import streams.web
 from streams.app import app
 from streams.wiring import install_pipeline
+
+AGENT_MODULES = (agents.ingest.agent, agents.notify.agent, streams.host, streams.web)
+"""Imported for their side effect: they register agents, tasks and views on ``app``."""
 
 install_pipeline()
 

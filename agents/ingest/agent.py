@@ -18,7 +18,7 @@ async def _consume(stream: Any, *, feed_pipeline: bool) -> None:
         topic = contract_topic(event.message.topic)
         clean = await accept(event)
         if clean is not None and feed_pipeline:
-            await host.offer(topic, clean, replicated=False)
+            await host.offer(topic, clean, event.message.partition)
         metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
 
 

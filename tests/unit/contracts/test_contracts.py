@@ -95,5 +95,5 @@ def test_json_schemas_require_what_validation_requires() -> None:
     schema = exported_schemas()["mev.positions.schema.json"]
     assert set(schema["required"]) >= {"position_id", "seq", "portfolio", "notional_usd"}
     tick = exported_schemas()["mev.market.ticks.schema.json"]
-    price_rule = [c for c in tick["allOf"] if c["if"]["properties"]["kind"]["const"] == "price"][0]
+    price_rule = next(c for c in tick["allOf"] if c["if"]["properties"]["kind"]["const"] == "price")
     assert price_rule["then"]["required"] == ["asset", "price_usd"]

@@ -1,0 +1,46 @@
+"""Builds a pipeline from the files in ``deploy/config`` (shared by the worker and offline replay)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from agents.alerts.engine import AlertEngine
+from agents.alerts.rules import load_rules
+from agents.pipeline import RiskPipeline
+from agents.risk.config import load_risk_config
+from agents.risk.engine import RiskEngine
+from agents.risk.stress import load_scenarios
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "deploy" / "config"
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+    """Where the config lives and the event-time knobs (all in ms of event time)."""
+
+    config_dir: Path = DEFAULT_CONFIG_DIR
+    rules_path: Path | None = None
+    bar_ms: int | None = None  # None: risk.yaml's bar_ms
+    allowed_lateness_ms: int = 2_000
+    coalesce_ms: int = 250
+
+
+def build_risk_engine(options: PipelineOptions) -> RiskEngine:
+    config = load_risk_config(options.config_dir / "risk.yaml")
+    if options.bar_ms is not None:
+        config = dataclasses.replace(config, bar_ms=options.bar_ms)
+    return RiskEngine(config, load_scenarios(options.config_dir / "scenarios.yaml"))
+
+
+def build_pipeline(options: PipelineOptions) -> RiskPipeline:
+    risk = build_risk_engine(options)
+    rules = load_rules(options.rules_path or options.config_dir / "rules.yaml")
+    bar_ms = risk.config.bar_ms
+    return RiskPipeline(
+        risk=risk,
+        alerts=AlertEngine(rules),
+        bar_ms=bar_ms,
+        allowed_lateness_ms=options.allowed_lateness_ms,
+        coalesce_ms=min(options.coalesce_ms, bar_ms),
+    )

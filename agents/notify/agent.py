@@ -1,0 +1,72 @@
+"""Thin wiring: ``risk.alerts`` -> the notification dispatcher, with a changelogged delivery ledger.
+
+The ledger table is keyed by alert fingerprint (``use_partitioner=True``) so each entry's
+changelog lands in the partition of its ``risk.alerts`` record: the worker that owns an
+alert owns its delivery state, and a restarted worker resumes pending deliveries and
+skips completed ones. Delivery outcomes go to ``risk.audit`` on the ``notify`` chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from agents.audit.chain import AuditChain
+from agents.notify import DeliveryLedger, Dispatcher, InvalidAlertEvent, OutcomeRecord, load_config
+from streams import metrics
+from streams.app import app
+from streams.codecs import dumps
+from streams.host import host
+from streams.settings import get_settings
+from streams.topics import alerts_topic, audit_topic
+
+log = logging.getLogger(__name__)
+
+fingerprint_to_deliveries = app.Table(
+    "fingerprint_to_deliveries", default=None, partitions=get_settings().topic_partitions,
+    use_partitioner=True,
+)
+notify_audit = AuditChain("notify")
+_dispatcher: Dispatcher | None = None
+
+
+async def _record_outcome(record: OutcomeRecord) -> None:
+    entry = notify_audit.append("delivery", record.to_dict(), record.event_ts_ms or record.ts_ms)
+    await audit_topic.send(key=b"notify", value=dumps(entry))
+    metrics.OUTPUTS.labels("risk.audit").inc()
+
+
+async def dispatcher() -> Dispatcher:
+    """The worker's dispatcher, started (and pending deliveries resumed) on first use."""
+    global _dispatcher
+    if _dispatcher is None:
+        settings = get_settings()
+        config = load_config(settings.channels_file or settings.config_dir / "channels.yaml")
+        _dispatcher = Dispatcher(
+            config, registry=metrics.REGISTRY,
+            ledger=DeliveryLedger(fingerprint_to_deliveries, by_fingerprint=True),
+            on_outcome=_record_outcome,
+        )
+        await _dispatcher.start()
+    return _dispatcher
+
+
+@app.agent(alerts_topic)
+async def deliver_alerts(stream: Any) -> None:
+    """Hand every alert event to the dispatcher; it never waits on a peer."""
+    async for event in stream.events():
+        message = event.message
+        try:
+            await (await dispatcher()).submit(orjson.loads(event.value))
+        except (orjson.JSONDecodeError, InvalidAlertEvent) as error:
+            log.warning("undeliverable alert event %s[%d]@%d: %s",
+                        message.topic, message.partition, message.offset, error)
+
+
+@app.timer(interval=1.0)
+async def flush_notification_groups() -> None:
+    """Send groups and digests that are due on the engine's event-time clock."""
+    if _dispatcher is not None and host.pipeline is not None and host.pipeline.watermark_ms:
+        await _dispatcher.tick(host.pipeline.watermark_ms)

@@ -1,0 +1,283 @@
+"""The worker's pure pipeline: event-time ordering in front of the risk and alert cores.
+
+Events are buffered and released in event-time order once the watermark passes them.
+Each input partition is a source with its own highest ``ts_ms``; the watermark is the
+lowest of those over the active sources, less ``allowed_lateness_ms``, so a partition that
+is read faster than another (a consumer catching up) cannot make the other's events late.
+A source that has offered nothing for ``idle_source_secs`` of wall time (passed in by the
+caller; offline replay passes none) stops holding the watermark back, and nothing is
+released before the market (a ``mev.market.ticks`` source) has been seen. Ties are broken by
+topic rank and the canonical bytes of the event, never by arrival, so the same input
+set yields the same outputs whether it is read from Kafka or from a file. Bars close at
+multiples of ``bar_ms``; at each bar end every portfolio is snapshotted and every rule
+scope evaluated, and at each ``coalesce_ms`` boundary portfolios whose positions
+changed get a fresh snapshot (a burst of updates makes one snapshot). An event that
+arrives after the watermark has passed it is applied at once and counted as late: it
+is never dropped, but it is the one case where replay and live output may differ.
+
+Outputs are ``(topic, key, value)`` triples for ``risk.snapshots``, ``risk.alerts``,
+``risk.controls`` and ``risk.audit``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from agents.alerts.controls import KillSwitch
+from agents.alerts.engine import AlertEngine
+from agents.audit.chain import AuditChain
+from agents.risk.engine import RiskEngine
+
+Output = tuple[str, str, dict[str, Any]]
+
+TOPIC_RANK = {"mev.market.ticks": 0, "mev.positions": 1, "mev.strategy.stats": 2}
+DEFAULT_SOURCE_LIMITS_MS = {
+    "price-oracle": 10_000,
+    "gas-tracker": 30_000,
+    "liquidity-monitor": 30_000,
+}
+
+
+@dataclass
+class PipelineStats:
+    """Counters a worker exposes on /metrics and the health API."""
+
+    released: int = 0
+    late: int = 0
+    late_by_topic: dict[str, int] = field(default_factory=dict)
+    stale_positions: int = 0
+    snapshots: int = 0
+    alert_events: int = 0
+    controls: int = 0
+
+
+@dataclass
+class SourceHealth:
+    """Last event time of one feed; ``status`` ACTIVE while younger than its limit, else INACTIVE."""
+
+    name: str
+    last_ts_ms: int
+    limit_ms: int
+
+    def context(self, now_ms: int) -> dict[str, Any]:
+        age = max(0, now_ms - self.last_ts_ms)
+        return {
+            "name": self.name, "last_ts_ms": self.last_ts_ms, "age_ms": age,
+            "limit_ms": self.limit_ms, "status": "ACTIVE" if age <= self.limit_ms else "INACTIVE",
+        }
+
+
+@dataclass
+class RiskPipeline:
+    """Orders input events by event time and drives risk, alerts, controls and audit."""
+
+    risk: RiskEngine
+    alerts: AlertEngine
+    bar_ms: int = 1_000
+    allowed_lateness_ms: int = 2_000
+    coalesce_ms: int = 250
+    source_limits_ms: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SOURCE_LIMITS_MS))
+    audit: AuditChain = field(default_factory=lambda: AuditChain("risk"))
+    kill_switch: KillSwitch = field(default_factory=KillSwitch)
+    stats: PipelineStats = field(default_factory=PipelineStats)
+    idle_source_secs: float = 5.0
+    enrichers: list[Any] = field(default_factory=list)
+    """Callables ``(snapshot) -> None`` that add fields (e.g. anomaly scores) before rules run."""
+
+    def __post_init__(self) -> None:
+        self._heap: list[tuple[int, int, bytes, str, dict[str, Any]]] = []
+        self._max_ts: int | None = None
+        self._source_max: dict[tuple[str, int], int | None] = {}
+        self._source_wall: dict[tuple[str, int], float] = {}
+        self._clock: int | None = None  # event time up to which everything has been processed
+        self._dirty: set[str] = set()
+        self._sources: dict[str, SourceHealth] = {}
+        self._strategies: set[str] = set()
+        self.latest_snapshots: dict[str, dict[str, Any]] = {}
+
+    @property
+    def watermark_ms(self) -> int:
+        return self._clock or 0
+
+    # ---- inputs ------------------------------------------------------------
+    def offer(
+        self, topic: str, value: dict[str, Any], partition: int = 0, wall_s: float | None = None
+    ) -> list[Output]:
+        """Accept one validated input event from ``topic[partition]``; return what it releases.
+
+        ``wall_s`` (monotonic seconds) lets idle partitions stop holding the watermark back.
+        """
+        ts = int(value["ts_ms"])
+        source = (topic, partition)
+        if wall_s is not None and topic == "mev.market.ticks" and not self._market_seen():
+            for waiting, seen in self._source_max.items():
+                if seen is None:  # expected partitions start their idle time with the market
+                    self._source_wall[waiting] = wall_s
+        self._source_max[source] = max(ts, self._source_max.get(source) or ts)
+        if wall_s is not None:
+            self._source_wall[source] = wall_s
+        self._max_ts = ts if self._max_ts is None else max(self._max_ts, ts)
+        if self._clock is not None and ts < self._clock:
+            self.stats.late += 1
+            self.stats.late_by_topic[topic] = self.stats.late_by_topic.get(topic, 0) + 1
+            out: list[Output] = []
+            self._apply(topic, value, out)
+            return out
+        key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        heapq.heappush(self._heap, (ts, TOPIC_RANK.get(topic, 9), key, topic, value))
+        watermark = self._source_watermark(wall_s)
+        return [] if watermark is None else self._release(watermark)
+
+    def expect(self, topic: str, partition: int, wall_s: float) -> None:
+        """Declare a source before its first event: it holds the watermark until it offers
+        something or has been silent for ``idle_source_secs``."""
+        self._source_max.setdefault((topic, partition), None)
+        self._source_wall.setdefault((topic, partition), wall_s)
+
+    def _market_seen(self) -> bool:
+        return any(t == "mev.market.ticks" and ts is not None for (t, _), ts in self._source_max.items())
+
+    def _source_watermark(self, wall_s: float | None) -> int | None:
+        if not self._market_seen():
+            return None
+        active = [
+            ts for source, ts in self._source_max.items()
+            if wall_s is None or wall_s - self._source_wall.get(source, wall_s) < self.idle_source_secs
+        ]
+        if None in active:
+            return None
+        seen = [ts for ts in self._source_max.values() if ts is not None]
+        if not seen:
+            return None
+        return min(active or seen) - self.allowed_lateness_ms  # type: ignore[type-var]
+
+    def heartbeat(self, watermark_ms: int) -> list[Output]:
+        """Advance the clock to ``watermark_ms`` (idle inputs, or the end of a replay)."""
+        return self._release(watermark_ms)
+
+    def drain(self) -> list[Output]:
+        """Release everything buffered and close the bar in progress (end of an offline replay)."""
+        if self._max_ts is None:
+            return []
+        return self._release(self._max_ts)
+
+    # ---- event-time machinery ------------------------------------------------
+    def _release(self, watermark: int) -> list[Output]:
+        out: list[Output] = []
+        while self._heap and self._heap[0][0] <= watermark:
+            ts, _, _, topic, value = heapq.heappop(self._heap)
+            self._advance_clock(ts, out)
+            self._apply(topic, value, out)
+            self.stats.released += 1
+        self._advance_clock(watermark, out)
+        return out
+
+    def _advance_clock(self, to_ms: int, out: list[Output]) -> None:
+        if self._clock is None:
+            self._clock = to_ms
+            return
+        while self._clock < to_ms:
+            next_bar = (self._clock // self.bar_ms + 1) * self.bar_ms
+            next_coalesce = (self._clock // self.coalesce_ms + 1) * self.coalesce_ms
+            boundary = min(next_bar, next_coalesce) if self._dirty else next_bar
+            if boundary > to_ms:
+                self._clock = to_ms
+                return
+            self._clock = boundary
+            if boundary == next_bar:
+                self._close_bar(boundary, out)
+            else:
+                self._snapshot_dirty(boundary, out)
+
+    def _apply(self, topic: str, value: dict[str, Any], out: list[Output]) -> None:
+        if topic == "mev.market.ticks":
+            self.risk.on_tick(value)
+            source = value["source"]
+            health = self._sources.get(source)
+            if health is None:
+                limit = self.source_limits_ms.get(source, 30_000)
+                self._sources[source] = SourceHealth(source, value["ts_ms"], limit)
+            else:
+                health.last_ts_ms = max(health.last_ts_ms, value["ts_ms"])
+        elif topic == "mev.positions":
+            if self.risk.on_position(value):
+                self._dirty.add(value["portfolio"])
+            else:
+                self.stats.stale_positions += 1
+        elif topic == "mev.strategy.stats":
+            self.risk.on_strategy_stats(value)
+            self._strategies.add(value["strategy"])
+
+    # ---- per bar and per coalesce boundary ------------------------------------
+    def _close_bar(self, bar_end: int, out: list[Output]) -> None:
+        self.risk.advance(bar_end)
+        for portfolio in sorted(self.risk.portfolios):
+            self._snapshot(portfolio, bar_end, out)
+        self._dirty.clear()
+        for strategy in sorted(self._strategies):
+            health = self.risk.strategy_health(strategy, bar_end)
+            self._alerts(self.alerts.evaluate("strategy", strategy, health, bar_end), out)
+        for name in sorted(self._sources):
+            context = self._sources[name].context(bar_end)
+            self._alerts(self.alerts.evaluate("source", name, context, bar_end), out)
+        self._alerts(self.alerts.tick(bar_end), out)
+
+    def _snapshot_dirty(self, ts_ms: int, out: list[Output]) -> None:
+        for portfolio in sorted(self._dirty):
+            self._snapshot(portfolio, ts_ms, out)
+        self._dirty.clear()
+
+    def _snapshot(self, portfolio: str, ts_ms: int, out: list[Output]) -> None:
+        snapshot = self.risk.snapshot(portfolio, ts_ms)
+        for enrich in self.enrichers:
+            enrich(snapshot)
+        self.latest_snapshots[portfolio] = snapshot
+        out.append(("risk.snapshots", portfolio, snapshot))
+        self.stats.snapshots += 1
+        self._alerts(self.alerts.evaluate("portfolio", portfolio, snapshot, ts_ms), out)
+
+    def _alerts(self, events: Iterable[Any], out: list[Output]) -> None:
+        for event in events:
+            record = event.to_dict()
+            out.append(("risk.alerts", record["fingerprint"], record))
+            out.append(self._audited("alert", record))
+            self.stats.alert_events += 1
+            control = self.kill_switch.from_alert(record)
+            if control is not None:
+                self.publish_control(control.to_dict(), out)
+
+    def publish_control(self, control: dict[str, Any], out: list[Output]) -> None:
+        out.append(("risk.controls", control["scope"], control))
+        out.append(self._audited("control", control))
+        self.stats.controls += 1
+
+    def _audited(self, kind: str, payload: Mapping[str, Any]) -> Output:
+        record = self.audit.append(kind, payload, int(payload.get("ts_ms", self.watermark_ms)))
+        return ("risk.audit", record["stream"], record)
+
+    # ---- operator actions (API) ----------------------------------------------
+    def acknowledge(self, alert_id: str, actor: str, comment: str) -> list[Output]:
+        out: list[Output] = []
+        self._alerts(self.alerts.acknowledge(alert_id, actor, comment, self.watermark_ms), out)
+        return out
+
+    def resolve(self, alert_id: str, actor: str, comment: str) -> list[Output]:
+        out: list[Output] = []
+        self._alerts(self.alerts.resolve(alert_id, actor, comment, self.watermark_ms), out)
+        return out
+
+    def command(self, scope: str, command: str, actor: str, reason: str) -> list[Output]:
+        out: list[Output] = []
+        control = self.kill_switch.command(
+            scope, command, actor=actor, reason=reason, ts_ms=self.watermark_ms
+        )
+        self.publish_control(control.to_dict(), out)
+        return out
+
+    def sources(self) -> list[dict[str, Any]]:
+        return [self._sources[n].context(self.watermark_ms) for n in sorted(self._sources)]

@@ -1,0 +1,97 @@
+"""The pure pipeline: same input set, same outputs, whatever the interleaving of its sources."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from agents.assembly import PipelineOptions, build_pipeline
+from agents.pipeline import RiskPipeline
+from streams.sim.generator import Simulator
+from streams.sim.incidents import Incident
+
+START_MS = 1_767_225_600_000
+OPTIONS = PipelineOptions(bar_ms=1000, allowed_lateness_ms=2000)
+
+
+def _events(seed: int = 3, duration_s: float = 60) -> list[tuple[str, dict]]:
+    sim = Simulator(seed, START_MS, 150, duration_s, [Incident.parse("flash-crash@30s/10s")])
+    return [(ev.topic, ev.value) for ev in sim if isinstance(ev.value, dict)]
+
+
+def _run(pipeline: RiskPipeline, events: list[tuple[str, dict]]) -> list[tuple[str, str, dict]]:
+    out = []
+    for topic, value in events:
+        out.extend(pipeline.offer(topic, value))
+    out.extend(pipeline.drain())
+    return out
+
+
+def _interleave(events: list[tuple[str, dict]], rng: random.Random, max_skew: int) -> Iterator:
+    """Each topic keeps its own order, but topics are read at different speeds (bounded skew)."""
+    queues = {t: [e for e in events if e[0] == t] for t in sorted({t for t, _ in events})}
+    while any(queues.values()):
+        topic = rng.choice([t for t, q in queues.items() if q])
+        for _ in range(rng.randint(1, max_skew)):
+            if queues[topic]:
+                yield queues[topic].pop(0)
+
+
+@pytest.fixture(scope="module")
+def events() -> list[tuple[str, dict]]:
+    return _events()
+
+
+def test_same_input_twice_gives_identical_outputs(events) -> None:
+    first = _run(build_pipeline(OPTIONS), events)
+    second = _run(build_pipeline(OPTIONS), events)
+    assert first == second
+    topics = {t for t, _, _ in first}
+    assert {"risk.snapshots", "risk.alerts", "risk.audit"} <= topics
+
+
+def test_interleaving_of_sources_does_not_change_alerts(events) -> None:
+    reference = [v for t, _, v in _run(build_pipeline(OPTIONS), events) if t == "risk.alerts"]
+    assert reference, "the flash crash raises alerts"
+    reordered = list(_interleave(events, random.Random(9), max_skew=40))
+    assert reordered != events
+    pipeline = build_pipeline(OPTIONS)
+    got = [v for t, _, v in _run(pipeline, reordered) if t == "risk.alerts"]
+    assert pipeline.stats.late == 0
+    assert [a["event_id"] for a in got] == [a["event_id"] for a in reference]
+
+
+def test_nothing_is_released_before_the_market_is_seen(events) -> None:
+    pipeline = build_pipeline(OPTIONS)
+    positions = [(t, v) for t, v in events if t == "mev.positions"][:200]
+    outputs = [o for t, v in positions for o in pipeline.offer(t, v)]
+    assert outputs == [] and pipeline.watermark_ms == 0
+    tick = next(v for t, v in events if t == "mev.market.ticks" and v["ts_ms"] > positions[-1][1]["ts_ms"])
+    pipeline.offer("mev.market.ticks", tick)
+    slowest = min(tick["ts_ms"], positions[-1][1]["ts_ms"])
+    assert pipeline.watermark_ms == slowest - OPTIONS.allowed_lateness_ms, "the slowest source rules"
+
+
+def test_a_late_event_is_applied_and_counted_not_dropped(events) -> None:
+    pipeline = build_pipeline(OPTIONS)
+    _run(pipeline, events[:3000])
+    opened = next(v for t, v in events if t == "mev.positions" and v["action"] == "open")
+    late = {**opened, "position_id": "late-1", "ts_ms": START_MS}
+    pipeline.offer("mev.positions", late)
+    assert pipeline.stats.late == 1
+    assert pipeline.risk.snapshot(late["portfolio"], pipeline.watermark_ms)["active_positions"] >= 1
+
+
+def test_idle_partition_stops_holding_the_watermark(events) -> None:
+    pipeline = build_pipeline(OPTIONS)
+    pipeline.idle_source_secs = 5.0
+    pipeline.expect("mev.positions", 3, wall_s=0.0)  # a partition that never delivers
+    ticks = [(t, v) for t, v in events if t == "mev.market.ticks"][:500]
+    for i, (topic, value) in enumerate(ticks[:250]):
+        pipeline.offer(topic, value, partition=0, wall_s=1.0 + i * 0.001)
+    assert pipeline.watermark_ms == 0, "the silent partition holds the watermark while not idle"
+    for i, (topic, value) in enumerate(ticks[250:]):
+        pipeline.offer(topic, value, partition=0, wall_s=10.0 + i * 0.001)
+    assert pipeline.watermark_ms == ticks[-1][1]["ts_ms"] - OPTIONS.allowed_lateness_ms

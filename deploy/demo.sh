@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PORT="${MEVRISK_WEB_PORT:-6066}"
+export MEVRISK_BAR_MS="${MEVRISK_BAR_MS:-1000}"  # 1 s bars so the demo moves quickly
 mkdir -p .cache/demo
 pids=()
 cleanup() {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agents.alerts.engine import AlertEngine
 from agents.alerts.rules import load_rules
+from agents.anomaly.models import ModelBundle
 from agents.pipeline import RiskPipeline
 from agents.risk.config import load_risk_config
 from agents.risk.engine import RiskEngine
@@ -24,6 +25,8 @@ class PipelineOptions:
     bar_ms: int | None = None  # None: risk.yaml's bar_ms
     allowed_lateness_ms: int = 2_000
     coalesce_ms: int = 250
+    models: bool = True
+    model_seed: int = 0
 
 
 def build_risk_engine(options: PipelineOptions) -> RiskEngine:
@@ -43,4 +46,5 @@ def build_pipeline(options: PipelineOptions) -> RiskPipeline:
         bar_ms=bar_ms,
         allowed_lateness_ms=options.allowed_lateness_ms,
         coalesce_ms=min(options.coalesce_ms, bar_ms),
+        models=ModelBundle(seed=options.model_seed) if options.models else None,
     )

@@ -30,6 +30,7 @@ import orjson
 
 from agents.alerts.controls import KillSwitch
 from agents.alerts.engine import AlertEngine
+from agents.anomaly.models import ModelBundle
 from agents.audit.chain import AuditChain
 from agents.risk.engine import RiskEngine
 
@@ -86,6 +87,8 @@ class RiskPipeline:
     kill_switch: KillSwitch = field(default_factory=KillSwitch)
     stats: PipelineStats = field(default_factory=PipelineStats)
     idle_source_secs: float = 5.0
+    models: ModelBundle | None = None
+    """Online anomaly models (seeded); their scores go into ``snapshot["anomaly"]`` before rules run."""
     enrichers: list[Any] = field(default_factory=list)
     """Callables ``(snapshot) -> None`` that add fields (e.g. anomaly scores) before rules run."""
 
@@ -197,6 +200,8 @@ class RiskPipeline:
     def _apply(self, topic: str, value: dict[str, Any], out: list[Output]) -> None:
         if topic == "mev.market.ticks":
             self.risk.on_tick(value)
+            if self.models is not None:
+                self.models.on_tick(value)
             source = value["source"]
             health = self._sources.get(source)
             if health is None:
@@ -216,6 +221,8 @@ class RiskPipeline:
     # ---- per bar and per coalesce boundary ------------------------------------
     def _close_bar(self, bar_end: int, out: list[Output]) -> None:
         self.risk.advance(bar_end)
+        if self.models is not None:
+            self.models.advance(bar_end)
         for portfolio in sorted(self.risk.portfolios):
             self._snapshot(portfolio, bar_end, out)
         self._dirty.clear()
@@ -234,6 +241,8 @@ class RiskPipeline:
 
     def _snapshot(self, portfolio: str, ts_ms: int, out: list[Output]) -> None:
         snapshot = self.risk.snapshot(portfolio, ts_ms)
+        if self.models is not None:
+            snapshot["anomaly"] = self.models.on_snapshot(portfolio, snapshot)
         for enrich in self.enrichers:
             enrich(snapshot)
         self.latest_snapshots[portfolio] = snapshot
@@ -247,6 +256,9 @@ class RiskPipeline:
             out.append(("risk.alerts", record["fingerprint"], record))
             out.append(self._audited("alert", record))
             self.stats.alert_events += 1
+            fired_on_portfolio = record["transition"] == "firing" and record["scope"] == "portfolio"
+            if self.models is not None and fired_on_portfolio:
+                self.models.on_alert(record["entity_id"], record["ts_ms"], record["severity"])
             control = self.kill_switch.from_alert(record)
             if control is not None:
                 self.publish_control(control.to_dict(), out)

@@ -77,6 +77,10 @@ class PipelineHost:
             topic = self.publishers[topic_name]
             await topic.send(key=key.encode(), value=dumps(value))
             metrics.OUTPUTS.labels(topic_name).inc()
+            if topic_name == "risk.snapshots":
+                metrics.observe_snapshot(value)
+            elif topic_name == "risk.alerts":
+                metrics.ALERT_EVENTS.labels(value["transition"], value["severity"]).inc()
         if self.pipeline is not None:
             metrics.WATERMARK_SECONDS.set(self.pipeline.watermark_ms / 1000)
             stats = self.pipeline.stats

@@ -36,6 +36,49 @@ OUTPUTS = Counter(
     "mevrisk_outputs_total", "Records published to output topics, by topic.", ["topic"], registry=REGISTRY
 )
 
+PORTFOLIO_VAR_USD = Gauge(
+    "mevrisk_portfolio_var_usd", "Historical VaR of the latest snapshot, USD (positive = loss).",
+    ["portfolio", "confidence"], registry=REGISTRY,
+)
+PORTFOLIO_ES_USD = Gauge(
+    "mevrisk_portfolio_es_usd", "Expected shortfall of the latest snapshot, USD (positive = loss).",
+    ["portfolio", "confidence"], registry=REGISTRY,
+)
+PORTFOLIO_EXPOSURE_USD = Gauge(
+    "mevrisk_portfolio_exposure_usd", "Exposure of the latest snapshot, USD.", ["portfolio", "measure"],
+    registry=REGISTRY,
+)
+PORTFOLIO_CONCENTRATION = Gauge(
+    "mevrisk_portfolio_max_concentration_ratio", "Largest asset share of gross exposure (0-1).",
+    ["portfolio"], registry=REGISTRY,
+)
+PORTFOLIO_RATING = Gauge(
+    "mevrisk_portfolio_rating", "Risk rating: 0 LOW, 1 MEDIUM, 2 HIGH, 3 CRITICAL.", ["portfolio"],
+    registry=REGISTRY,
+)
+ALERT_EVENTS = Counter(
+    "mevrisk_alert_events_total", "Alert lifecycle events published, by transition and severity.",
+    ["transition", "severity"], registry=REGISTRY,
+)
+RATING_LEVELS = {"LOW": 0, "MEDIUM": 1, "HIGH": 2, "CRITICAL": 3}
+
+
+def observe_snapshot(snapshot: dict) -> None:
+    """Export a snapshot's headline figures."""
+    portfolio = snapshot["portfolio"]
+    for confidence, suffix in (("0.95", "95"), ("0.99", "99")):
+        PORTFOLIO_VAR_USD.labels(portfolio, confidence).set(snapshot[f"var_{suffix}_usd"])
+        PORTFOLIO_ES_USD.labels(portfolio, confidence).set(snapshot[f"es_{suffix}_usd"])
+    PORTFOLIO_ES_USD.labels(portfolio, "0.975").set(snapshot["es_975_usd"])
+    PORTFOLIO_EXPOSURE_USD.labels(portfolio, "gross").set(snapshot["total_exposure_usd"])
+    PORTFOLIO_EXPOSURE_USD.labels(portfolio, "net").set(snapshot["net_exposure_usd"])
+    PORTFOLIO_CONCENTRATION.labels(portfolio).set(snapshot["max_concentration"])
+    PORTFOLIO_RATING.labels(portfolio).set(RATING_LEVELS.get(snapshot["rating"], -1))
+
+
+for _transition in ("firing", "repeat", "escalated", "acknowledged", "silenced", "resolved"):
+    for _severity in ("info", "warning", "high", "critical"):
+        ALERT_EVENTS.labels(_transition, _severity)
 for _topic in ("mev.market.ticks", "mev.positions", "mev.strategy.stats"):
     EVENTS_IN.labels(_topic)
     PROCESSING_SECONDS.labels(_topic)

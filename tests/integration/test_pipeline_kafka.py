@@ -60,6 +60,13 @@ def test_flash_crash_alerts_match_offline_replay(env: Env, start_worker, tmp_pat
 
     assert by_fingerprint(live) == by_fingerprint(expected)
     assert worker.proc.poll() is None
+    firing = sum(1 for a in expected if a["transition"] == "firing")
+    assert sum(
+        worker.metric("mevrisk_alert_events_total", transition="firing", severity=sev)
+        for sev in ("info", "warning", "high", "critical")
+    ) >= firing
+    portfolio = expected[0]["labels"]["portfolio"]
+    assert worker.metric("mevrisk_portfolio_var_usd", portfolio=portfolio, confidence="0.99") > 0
 
 
 def test_flash_crash_raises_var_and_rating(env: Env, start_worker, tmp_path: Path) -> None:

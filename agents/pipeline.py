@@ -159,6 +159,14 @@ class RiskPipeline:
             return None
         return min(active or seen) - self.allowed_lateness_ms  # type: ignore[type-var]
 
+    def poll(self, wall_s: float) -> list[Output]:
+        """Re-evaluate the watermark at wall time ``wall_s``: partitions that fell idle since the
+        last event stop holding it back (called every second by the worker)."""
+        watermark = self._source_watermark(wall_s)
+        if watermark is None or watermark <= (self._clock or 0):
+            return []
+        return self._release(watermark)
+
     def heartbeat(self, watermark_ms: int) -> list[Output]:
         """Advance the clock to ``watermark_ms`` (idle inputs, or the end of a replay)."""
         return self._release(watermark_ms)
@@ -281,6 +289,13 @@ class RiskPipeline:
     def resolve(self, alert_id: str, actor: str, comment: str) -> list[Output]:
         out: list[Output] = []
         self._alerts(self.alerts.resolve(alert_id, actor, comment, self.watermark_ms), out)
+        return out
+
+    def reload_rules(self, ruleset: Any) -> list[Output]:
+        """Swap in a compiled rule set; unchanged rules keep their state, alerts of changed or
+        removed rules resolve (and are published and audited like any transition)."""
+        out: list[Output] = []
+        self._alerts(self.alerts.reload(ruleset, self.watermark_ms), out)
         return out
 
     def command(self, scope: str, command: str, actor: str, reason: str) -> list[Output]:

@@ -182,8 +182,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_guarded(func: Any, args: argparse.Namespace) -> int:
     """Run a subcommand; project errors become one clear line on stderr and exit code 2."""
+    from aiokafka.errors import KafkaConnectionError
+
     try:
         return int(func(args) or 0)
     except MevRiskError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KafkaConnectionError:
+        bootstrap = get_settings().kafka_bootstrap_servers
+        print(f"error: cannot reach Kafka at {bootstrap}; start the local broker with "
+              "'mevrisk broker start' or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.contracts import ContractError, validate_bytes
 from streams import metrics
+from streams.api.hub import notify_listeners
 from streams.app import app
 from streams.codecs import dumps
 from streams.settings import get_settings
@@ -36,7 +37,11 @@ class Pipeline(Protocol):
         self, topic: str, value: dict[str, Any], partition: int, wall_s: float | None
     ) -> list[tuple[str, str, dict[str, Any]]]: ...
 
+    def expect(self, topic: str, partition: int, wall_s: float) -> None: ...
+
     def heartbeat(self, watermark_ms: int) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    def poll(self, wall_s: float) -> list[tuple[str, str, dict[str, Any]]]: ...
 
     @property
     def watermark_ms(self) -> int: ...
@@ -51,6 +56,11 @@ class PipelineHost:
         self.last_input_wall: float = time.monotonic()
         self.last_event_ts_ms: int = 0
         self.publishers: dict[str, Any] = {}
+        self.ready = asyncio.Event()
+        """Set once recovery has replayed the inputs below the committed offsets."""
+        self.heads: Any = None
+        """``streams.recovery.OutputHeads``: what was published before this start."""
+        self.suppressed = 0
 
     async def offer(self, topic: str, value: dict[str, Any], partition: int) -> None:
         self.last_input_wall = time.monotonic()
@@ -59,6 +69,14 @@ class PipelineHost:
             return
         async with self._lock:
             outputs = self.pipeline.offer(topic, value, partition, self.last_input_wall)
+        await self.publish(outputs)
+
+    async def poll(self) -> None:
+        """Let partitions that went idle stop holding the watermark back."""
+        if self.pipeline is None:
+            return
+        async with self._lock:
+            outputs = self.pipeline.poll(time.monotonic())
         await self.publish(outputs)
 
     async def heartbeat(self, idle_secs: float) -> None:
@@ -73,14 +91,21 @@ class PipelineHost:
         await self.publish(outputs)
 
     async def publish(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        sent = []
         for topic_name, key, value in outputs:
+            if self.heads is not None and self.heads.already_published(topic_name, value):
+                self.suppressed += 1
+                continue
             topic = self.publishers[topic_name]
             await topic.send(key=key.encode(), value=dumps(value))
+            sent.append((topic_name, key, value))
             metrics.OUTPUTS.labels(topic_name).inc()
             if topic_name == "risk.snapshots":
                 metrics.observe_snapshot(value)
             elif topic_name == "risk.alerts":
                 metrics.ALERT_EVENTS.labels(value["transition"], value["severity"]).inc()
+        if sent:
+            notify_listeners(sent)
         if self.pipeline is not None:
             metrics.WATERMARK_SECONDS.set(self.pipeline.watermark_ms / 1000)
             stats = self.pipeline.stats
@@ -101,6 +126,22 @@ async def _rewind(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], 
     end = await consumer.end_offsets(partitions)
     for tp in partitions:
         consumer.seek(tp, max(begin[tp], end[tp] - keep))
+
+
+@app.task
+async def recover_pipeline() -> None:
+    """Replay the partitioned inputs below the committed offsets, then open the input agents."""
+    from streams.recovery import bootstrap_inputs, read_output_heads
+
+    settings = get_settings()
+    started = time.monotonic()
+    host.heads = await read_output_heads(settings.kafka_bootstrap_servers)
+    replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.offer)
+    host.ready.set()
+    log.warning(
+        "recovery: replayed %d partitioned input records in %.1fs; output heads %s",
+        replayed, time.monotonic() - started, host.heads.max_ts,
+    )
 
 
 @app.task
@@ -146,4 +187,5 @@ async def replicate_market_feed() -> None:
 @app.timer(interval=1.0)
 async def idle_heartbeat() -> None:
     """Keep the event-time clock moving while the inputs are idle (DESIGN.md, Time)."""
+    await host.poll()
     await host.heartbeat(get_settings().idle_heartbeat_secs)

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     """Ticks per partition the replicated market feed re-reads at start to refill return windows."""
     allowed_lateness_ms: int = 2_000
     idle_heartbeat_secs: float = 5.0
+    """Wall seconds without any input before the idle heartbeat advances the event-time clock."""
+    idle_source_secs: float = 5.0
+    """Wall seconds after which a silent input partition stops holding the watermark back."""
     snapshot_coalesce_ms: int = 250
     worker_log_level: str = "warn"
 

@@ -28,6 +28,6 @@ def install_pipeline(settings: Settings | None = None) -> RiskPipeline:
         "risk.audit": audit_topic,
     }
     pipeline = build_pipeline(pipeline_options(settings))
-    pipeline.idle_source_secs = settings.idle_heartbeat_secs
+    pipeline.idle_source_secs = settings.idle_source_secs
     host.pipeline = pipeline
     return pipeline

@@ -6,6 +6,7 @@ import agents.ingest.agent
 import agents.notify.agent
 import streams.host
 import streams.web
+from streams.api import register_views
 from streams.app import app
 from streams.wiring import install_pipeline
 
@@ -13,5 +14,6 @@ AGENT_MODULES = (agents.ingest.agent, agents.notify.agent, streams.host, streams
 """Imported for their side effect: they register agents, tasks and views on ``app``."""
 
 install_pipeline()
+register_views(app, streams.host.host)
 
 __all__ = ["app"]

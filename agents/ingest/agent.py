@@ -13,6 +13,8 @@ from streams.topics import contract_topic, market_ticks_topic, positions_topic, 
 
 
 async def _consume(stream: Any, *, feed_pipeline: bool) -> None:
+    if feed_pipeline:
+        await host.ready.wait()  # recovery first replays what was consumed before a restart
     async for event in stream.events():
         started = time.perf_counter()
         topic = contract_topic(event.message.topic)

@@ -28,21 +28,24 @@ fingerprint_to_deliveries = app.Table(
     "fingerprint_to_deliveries", default=None, partitions=get_settings().topic_partitions,
     use_partitioner=True,
 )
-notify_audit = AuditChain("notify")
 _dispatcher: Dispatcher | None = None
+_notify_audit: AuditChain | None = None
 
 
 async def _record_outcome(record: OutcomeRecord) -> None:
-    entry = notify_audit.append("delivery", record.to_dict(), record.event_ts_ms or record.ts_ms)
+    assert _notify_audit is not None
+    entry = _notify_audit.append("delivery", record.to_dict(), record.event_ts_ms or record.ts_ms)
     await audit_topic.send(key=b"notify", value=dumps(entry))
     metrics.OUTPUTS.labels("risk.audit").inc()
 
 
 async def dispatcher() -> Dispatcher:
     """The worker's dispatcher, started (and pending deliveries resumed) on first use."""
-    global _dispatcher
+    global _dispatcher, _notify_audit
     if _dispatcher is None:
         settings = get_settings()
+        last = host.heads.audit_last.get("notify") if host.heads is not None else None
+        _notify_audit = AuditChain.restore("notify", last)
         config = load_config(settings.channels_file or settings.config_dir / "channels.yaml")
         _dispatcher = Dispatcher(
             config, registry=metrics.REGISTRY,
@@ -56,6 +59,7 @@ async def dispatcher() -> Dispatcher:
 @app.agent(alerts_topic)
 async def deliver_alerts(stream: Any) -> None:
     """Hand every alert event to the dispatcher; it never waits on a peer."""
+    await host.ready.wait()  # the notify audit chain continues from the recovered head
     async for event in stream.events():
         message = event.message
         try:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import REPO_ROOT
 
@@ -74,12 +75,21 @@ class Worker:
             return r.read().decode()
 
     def metric(self, name: str, **labels: str) -> float:
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        line_start = f"{name}{{{want}}} " if labels else f"{name} "
-        for line in self.metrics_text().splitlines():
-            if line.startswith(line_start):
-                return float(line.rsplit(" ", 1)[1])
+        """The sample ``name`` with exactly these labels (0.0 when absent)."""
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
         return 0.0
+
+    def state(self) -> str:
+        """The worker's non-zero mevrisk_ samples and its log tail, for failure messages."""
+        try:
+            lines = [x for x in self.metrics_text().splitlines()
+                     if x.startswith("mevrisk_") and "_bucket" not in x and "_created" not in x]
+        except OSError as exc:
+            lines = [f"/metrics unreachable: {exc}"]
+        return "\n".join(lines) + "\n--- log tail ---\n" + self.log.read_text(errors="replace")[-2000:]
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:

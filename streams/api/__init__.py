@@ -1,0 +1,133 @@
+"""REST API (``/api/v1``) and dashboard (``/``) served by the Faust web server (issue 7).
+
+Wiring, from ``streams/worker.py``::
+
+    from streams.api import register_views
+    register_views(app, streams.host.host)
+
+and, in ``PipelineHost.publish``, hand the live pages what was actually sent (collect the
+sent triples in the loop, outputs suppressed by recovery left out)::
+
+    notify_listeners(sent)   # from streams.api.hub import notify_listeners
+
+Mutations answer 503 while ``host.ready`` (if the host has one) is not set.
+
+Auth: bearer tokens with roles viewer < operator < admin from ``MEVRISK_API_TOKENS`` /
+``MEVRISK_API_TOKENS_FILE`` (see :mod:`streams.api.config`). Without any token, reads
+are open and mutations are refused (403). ``/``, ``/dashboard/*``, ``/api/v1/openapi.json``
+and ``/metrics`` are always open. CORS is off (no CORS headers are ever sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from streams.api.auth import ApiConfigError, Role, TokenStore, load_token_mapping
+from streams.api.config import ApiSettings, get_api_settings
+from streams.api.hub import HUB, EventHub, notify_listeners
+from streams.api.views import ROUTES, ApiService, Route, build_aiohttp_app
+
+log = logging.getLogger(__name__)
+
+__all__ = ["HUB", "ApiConfigError", "ApiService", "EventHub", "Role", "TokenStore", "build_aiohttp_app",
+           "build_service", "notify_listeners", "register_views"]
+
+_REGISTERED: set[int] = set()
+REPLAY_PER_PARTITION = {"risk.snapshots": 300, "risk.alerts": 1_000, "risk.controls": 500}
+
+
+def build_service(host: Any, settings: ApiSettings | None = None, hub: EventHub | None = None) -> ApiService:
+    """The API of one worker, from settings (tokens parsed here: a bad config fails at start)."""
+    settings = settings or get_api_settings()
+    tokens = TokenStore.from_mapping(load_token_mapping(settings.tokens.get_secret_value(),
+                                                        settings.tokens_file))
+    rules_path = settings.rules_path
+    if rules_path is None:
+        from streams.settings import get_settings
+
+        rules_path = get_settings().config_dir / "rules.yaml"
+    if len(tokens) == 0:
+        log.warning("no API tokens configured: reads are open, changes through the API are refused")
+    return ApiService(host, settings, tokens, hub or HUB, rules_path=rules_path)
+
+
+def _view_class(service: ApiService, path: str, routes: list[Route]) -> type:
+    from faust.web import View
+
+    def method(route: Route) -> Any:
+        async def call(self: Any, request: Any, **_match: Any) -> Any:
+            return await service.guard(route, request)
+
+        return call
+
+    attrs = {r.method.lower(): method(r) for r in routes}
+    name = "Api" + ("".join(ch for ch in path.title() if ch.isalnum()) or "Root")
+    return type(name, (View,), attrs)
+
+
+def register_views(app: Any, host: Any, settings: ApiSettings | None = None) -> ApiService | None:
+    """Add the API and dashboard routes (and the replicated feed) to the Faust ``app``; idempotent."""
+    if id(app) in _REGISTERED:
+        return None
+    _REGISTERED.add(id(app))
+    settings = settings or get_api_settings()
+    service = build_service(host, settings)
+    by_path: dict[str, list[Route]] = {}
+    for route in ROUTES:
+        by_path.setdefault(route.path, []).append(route)
+    for path, routes in by_path.items():
+        view = _view_class(service, path, routes)
+        app.page(path, name=f"mevrisk-api:{path}")(view)
+
+    async def _shutdown(_web_app: Any) -> None:
+        service.hub.close_all()
+
+    app.web.web_app.on_shutdown.append(_shutdown)
+    if settings.replicate_snapshots:
+        app.task(_replicate_outputs(service.hub))
+    return service
+
+
+def _replicate_outputs(hub: EventHub) -> Any:
+    async def replicate_risk_outputs() -> None:
+        """Read every partition of the output topics (no consumer group) into the hub, so any
+        worker answers for any portfolio and streams every portfolio's events."""
+        from aiokafka import AIOKafkaConsumer
+
+        from streams.settings import get_settings
+        from streams.topics import ALERTS, CONTROLS, SNAPSHOTS, contract_topic
+
+        names = (SNAPSHOTS, ALERTS, CONTROLS)
+        # no group: aiokafka assigns every partition of the subscribed topics to this consumer
+        consumer = AIOKafkaConsumer(*names, group_id=None,
+                                    bootstrap_servers=get_settings().kafka_bootstrap_servers,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    max_partition_fetch_bytes=4_194_304)
+        await consumer.start()
+        try:
+            while {tp.topic for tp in consumer.assignment()} != set(names):
+                await asyncio.sleep(0.2)
+            partitions = sorted(consumer.assignment())
+            begin = await consumer.beginning_offsets(partitions)
+            end = await consumer.end_offsets(partitions)
+            for tp in partitions:
+                keep = REPLAY_PER_PARTITION[contract_topic(tp.topic)]
+                consumer.seek(tp, max(begin[tp], end[tp] - keep))
+            import orjson
+
+            async for message in consumer:
+                try:
+                    value = orjson.loads(message.value)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(value, dict):
+                    key = message.key.decode() if message.key else ""
+                    hub.publish([(contract_topic(message.topic), key, value)])
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    return replicate_risk_outputs

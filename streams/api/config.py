@@ -1,0 +1,42 @@
+"""Settings of the REST API and dashboard, parsed once from ``MEVRISK_API_*`` variables.
+
+Tokens come from ``MEVRISK_API_TOKENS`` (JSON ``{"<token>": "<role>"}`` or
+``{"<token>": {"role": "<role>", "name": "<actor>"}}``) and/or the YAML/JSON file named
+by ``MEVRISK_API_TOKENS_FILE`` (same shape, optionally under a ``tokens:`` key). Roles:
+``viewer`` (reads), ``operator`` (acknowledge, resolve, silence), ``admin`` (controls,
+rule reload). With no token configured, reads are open and every mutation is refused.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """The API's knobs; durations and sizes carry their unit in the name (STYLE 5)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEVRISK_API_", frozen=True, extra="ignore")
+
+    tokens: SecretStr = Field(default=SecretStr(""))
+    """JSON object token -> role (or -> {role, name}); a secret, never logged."""
+    tokens_file: Path | None = None
+    rate_per_sec: float = 20.0
+    """Token-bucket refill rate per token (anonymous callers: per client address)."""
+    rate_burst: int = 60
+    max_body_bytes: int = 65_536
+    max_stream_clients: int = 64
+    stream_keepalive_secs: float = 15.0
+    rules_path: Path | None = None
+    """Rules file ``POST rules/reload`` reads; None: ``<MEVRISK_CONFIG_DIR>/rules.yaml``."""
+    replicate_snapshots: bool = True
+    """Read every partition of ``risk.snapshots`` (no consumer group) so any worker answers
+    for any portfolio and the event stream carries every portfolio."""
+
+
+@lru_cache(maxsize=1)
+def get_api_settings() -> ApiSettings:
+    return ApiSettings()

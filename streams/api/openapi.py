@@ -1,0 +1,218 @@
+"""The OpenAPI 3.1 document of ``/api/v1`` (hand-written; a unit test checks it covers ROUTES).
+
+Schemas list the fields clients rely on and allow extra ones, so adding a field is not
+a breaking change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NUM = {"type": "number"}
+INT = {"type": "integer"}
+STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+OBJ = {"type": "object"}
+NULLABLE_NUM = {"type": ["number", "null"]}
+NULLABLE_STR = {"type": ["string", "null"]}
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "object", "required": sorted(required),
+            "properties": {**required, **(optional or {})}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+PORTFOLIO_Q = {"name": "portfolio", "in": "query", "required": False, "schema": STR,
+               "description": "Portfolio id (default: the first portfolio in sorted order)"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": STR}),
+    "Overview": _obj({
+        "timestamp": STR, "portfolio_risk_rating": STR, "total_exposure": NUM, "var_95": NUM,
+        "var_99": NUM, "max_concentration": NUM, "correlation_risk": NUM, "active_positions": INT,
+        "alerts": INT, "portfolio": STR, "portfolios": {"type": "array", "items": STR}},
+        {"ts_ms": INT, "expected_shortfall_95": NUM, "expected_shortfall_99": NUM,
+         "rating_score": NUM, "portfolio_alerts": INT, "worst_stress_scenario": NULLABLE_STR}),
+    "Position": _obj({"id": STR, "type": STR, "risk_amount": NUM, "risk_percentage": NUM,
+                      "exposure": NUM, "confidence": NUM},
+                     {"strategy": STR, "asset": STR, "risk_level": STR, "component_var_99": NUM}),
+    "Positions": _obj({"positions": {"type": "array", "items": _ref("Position")},
+                       "total_positions": INT, "total_exposure": NUM, "timestamp": STR}),
+    "Var": _obj({"var_95": NUM, "var_99": NUM, "expected_shortfall_95": NUM,
+                 "expected_shortfall_99": NUM, "confidence_level": STR, "timestamp": STR},
+                {"history": {"type": "array", "items": _obj(
+                    {"ts_ms": INT, "var_95_usd": NUM, "var_99_usd": NUM},
+                    {"es_99_usd": NUM, "backtest_exceptions": INT})}}),
+    "StressTests": _obj({"stress_tests": {"type": "object", "additionalProperties": _obj(
+        {"total_impact": NUM, "impact_percentage": NUM},
+        {"position_impacts": OBJ, "worst_position": {}})}, "timestamp": STR},
+        {"worst_scenario": NULLABLE_STR}),
+    "Predictions": _obj({
+        "anomaly_detection": _obj({"is_anomaly": BOOL, "anomaly_score": NUM},
+                                  {"confidence": NULLABLE_NUM, "risk_level": NULLABLE_STR}),
+        "risk_classification": _obj({"predicted_risk_level": NULLABLE_STR},
+                                    {"probability": NULLABLE_NUM, "confidence": NULLABLE_NUM,
+                                     "all_probabilities": OBJ}),
+        "alert_forecast": OBJ, "var_forecast": {"type": ["object", "null"]}}, {"timestamp": STR}),
+    "Health": _obj({
+        "timestamp": STR, "status": STR,
+        "services": _obj({"risk_engine": STR, "alert_manager": STR, "ml_predictor": STR,
+                          "data_pipeline": STR}),
+        "metrics": _obj({"total_predictions": INT, "active_alerts": INT, "models_loaded": INT,
+                         "alert_rules": INT}),
+        "watermark_ms": INT, "pipeline": OBJ, "sources": {"type": "array", "items": OBJ},
+        "stale_sources": {"type": "array", "items": STR}, "rule_errors": OBJ}),
+    "Alert": _obj({"id": STR, "fingerprint": STR, "rule_name": STR, "severity": STR, "timestamp": STR,
+                   "message": STR, "status": STR, "state": STR, "acknowledged": BOOL, "resolved": BOOL},
+                  {"data": OBJ, "labels": OBJ, "annotations": OBJ, "startsAt": STR, "endsAt": STR,
+                   "acknowledged_at": NULLABLE_STR, "resolved_at": NULLABLE_STR,
+                   "escalated_from": NULLABLE_STR, "portfolio": NULLABLE_STR}),
+    "Alerts": _obj({"alerts": {"type": "array", "items": _ref("Alert")}, "total_alerts": INT,
+                    "filters": _obj({"severity": NULLABLE_STR, "unresolved_only": BOOL, "limit": INT},
+                                    {"state": NULLABLE_STR, "portfolio": NULLABLE_STR})}),
+    "AlertAction": {**_obj({"alert_id": STR, "action": {"type": "string",
+                                                        "enum": ["acknowledge", "resolve"]}},
+                           {"comment": STR})},
+    "Message": _obj({"message": STR}),
+    "Silence": _obj({"id": STR, "matchers": {"type": "array", "items": OBJ}, "starts_ms": INT,
+                     "ends_ms": INT, "author": STR, "comment": STR, "active": BOOL}),
+    "Silences": _obj({"silences": {"type": "array", "items": _ref("Silence")}, "total": INT}),
+    "NewSilence": _obj({"matchers": {
+        "description": "Alertmanager matchers: a {label: value} mapping, a list of strings such "
+                       "as 'severity=\"critical\"', or {name, value, isRegex, isEqual} objects"}},
+        {"comment": STR, "starts_ms": INT, "ends_ms": INT, "duration_secs": NUM}),
+    "SilenceCreated": _obj({"message": STR, "id": STR, "starts_ms": INT, "ends_ms": INT}),
+    "Controls": _obj({"states": {"type": "object", "additionalProperties": STR},
+                      "recent": {"type": "array", "items": OBJ},
+                      "commands": {"type": "array", "items": STR}}),
+    "Command": _obj({"scope": {"type": "string", "description": "strategy:<id>, portfolio:<id> or global"},
+                     "command": {"type": "string", "enum": ["HALT", "REDUCE", "RESUME"]},
+                     "reason": STR}),
+    "CommandSent": _obj({"message": STR, "control": _obj(
+        {"control_id": STR, "scope": STR, "command": STR, "state": STR, "reason": STR, "actor": STR,
+         "ts_ms": INT})}),
+    "Rules": _obj({"rules": {"type": "array", "items": _obj(
+        {"name": STR, "scope": STR, "expr": STR, "severity": STR, "channels": {"type": "array"}},
+        {"condition": STR, "cooldown_minutes": NUM, "message": STR, "eval_errors": INT})},
+        "total": INT}),
+    "RulesReloaded": _obj({"message": STR, "rules": INT, "alerts_resolved": INT},
+                          {"added": {"type": "array"}, "removed": {"type": "array"},
+                           "changed": {"type": "array"}}),
+    "RulesInvalid": _obj({"error": STR, "problems": {"type": "array", "items": STR}}),
+    "Backtest": _obj({"portfolios": {"type": "object", "additionalProperties": _obj(
+        {"observations": INT, "exceptions": INT, "zone": STR},
+        {"kupiec_pvalue": NUM, "christoffersen_pvalue": NUM, "confidence": NUM})}}),
+    "Strategies": _obj({"strategies": {"type": "array", "items": _obj(
+        {"strategy": STR, "trading_state": STR},
+        {"inclusion_rate": NULLABLE_NUM, "revert_rate": NULLABLE_NUM, "net_pnl_usd": NUM,
+         "drawdown_usd": NUM, "win_rate": NULLABLE_NUM})}}),
+    "WhoAmI": _obj({"name": STR, "role": STR, "anonymous": BOOL, "tokens_configured": BOOL}),
+}
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "invalid request", 401: "missing or unknown token",
+            403: "role too low or mutations disabled",
+            404: "no data yet / not found", 413: "request body too large", 429: "rate limited",
+            503: "pipeline not running yet"}
+    return {str(c): _json("Error", text[c]) for c in codes}
+
+
+READ_ERRORS = (401, 403, 429, 503)
+WRITE_ERRORS = (400, 401, 403, 413, 429, 503)
+
+
+def _get(summary: str, schema: str, params: list[Any] | None = None, *, not_found: bool = True,
+         role: str = "viewer") -> dict[str, Any]:
+    codes = (*READ_ERRORS, 404) if not_found else READ_ERRORS
+    return {"summary": summary, "x-role": role, "parameters": params or [],
+            "responses": {"200": _json(schema, "OK"), **_errors(*codes)}}
+
+
+def _write(summary: str, body: str, ok: str, role: str, *, status: str = "200",
+           not_found: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    codes = (*WRITE_ERRORS, 404) if not_found else WRITE_ERRORS
+    return {"summary": summary, "x-role": role,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(body)}}},
+            "responses": {status: _json(ok, "OK"), **_errors(*codes), **(extra or {})}}
+
+
+def _q(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+ALERT_PARAMS = [
+    _q("severity", STR, "info, warning, high, critical (seed LOW/MEDIUM/HIGH/CRITICAL accepted)"),
+    _q("state", {"type": "string", "enum": ["firing", "acknowledged", "silenced", "resolved"]}, "state"),
+    _q("portfolio", STR, "portfolio label"),
+    _q("unresolved_only", BOOL, "hide resolved alerts"),
+    _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "max rows"),
+]
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/api/v1/openapi.json": {"get": {"summary": "This document", "x-role": "open",
+                                         "responses": {"200": {"description": "OpenAPI document",
+                                                               "content": {"application/json": {
+                                                                   "schema": OBJ}}}}}},
+        "/api/v1/whoami": {"get": _get("The caller's actor name and role", "WhoAmI", not_found=False)},
+        "/api/v1/risk/overview": {"get": _get("Headline risk of one portfolio", "Overview", [PORTFOLIO_Q])},
+        "/api/v1/risk/positions": {"get": _get("Positions sorted by component VaR 99", "Positions",
+                                               [PORTFOLIO_Q])},
+        "/api/v1/risk/var": {"get": _get("VaR / ES and recent VaR history", "Var", [PORTFOLIO_Q])},
+        "/api/v1/stress-tests": {"get": _get("Stress scenario results", "StressTests", [PORTFOLIO_Q])},
+        "/api/v1/predictions": {"get": _get("Anomaly scores (404 while no scorer runs)", "Predictions",
+                                            [PORTFOLIO_Q])},
+        "/api/v1/health": {"get": _get("Monitors of the monitors", "Health", not_found=False)},
+        "/api/v1/alerts": {
+            "get": _get("Alerts, newest first", "Alerts", ALERT_PARAMS, not_found=False),
+            "post": _write("Acknowledge or resolve an alert", "AlertAction", "Message", "operator",
+                           not_found=True)},
+        "/api/v1/silences": {
+            "get": _get("Silences", "Silences", not_found=False),
+            "post": _write("Create a silence", "NewSilence", "SilenceCreated", "operator", status="201")},
+        "/api/v1/silences/{silence_id}": {"delete": {
+            "summary": "Expire a silence", "x-role": "operator",
+            "parameters": [{"name": "silence_id", "in": "path", "required": True, "schema": STR}],
+            "responses": {"200": _json("Message", "OK"), **_errors(401, 403, 404, 429, 503)}}},
+        "/api/v1/controls": {
+            "get": _get("Kill-switch state per scope and recent controls", "Controls", not_found=False),
+            "post": _write("HALT, REDUCE or RESUME a scope", "Command", "CommandSent", "admin")},
+        "/api/v1/rules": {"get": _get("Alert rules in force", "Rules", not_found=False)},
+        "/api/v1/rules/reload": {"post": {
+            "summary": "Reload the rules file (invalid file: 400 with the problems, old rules stay)",
+            "x-role": "admin",
+            "responses": {"200": _json("RulesReloaded", "OK"), "400": _json("RulesInvalid", "invalid file"),
+                          **_errors(401, 403, 429, 503)}}},
+        "/api/v1/backtest": {"get": _get("VaR backtest per portfolio", "Backtest", [PORTFOLIO_Q])},
+        "/api/v1/strategies": {"get": _get("Strategy health and trading state", "Strategies")},
+        "/api/v1/stream": {"get": {
+            "summary": "Server-sent events: hello, snapshot, alert, control (keepalive comments)",
+            "x-role": "viewer",
+            "parameters": [PORTFOLIO_Q, _q("types", STR, "comma list of snapshot, alert, control")],
+            "responses": {"200": {"description": "event stream",
+                                  "content": {"text/event-stream": {"schema": STR}}},
+                          **_errors(401, 403, 429, 503)}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "MEV Risk Stream API", "version": "1",
+                 "description": "Risk snapshots, alerts, silences, kill-switch controls and rules of "
+                                "one MEV Risk Stream worker. Bearer tokens with roles viewer < operator "
+                                "< admin (x-role on each operation). With no token configured on the "
+                                "worker, reads are open and changes are refused."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": SCHEMAS},
+        "paths": paths,
+    }

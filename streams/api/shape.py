@@ -1,0 +1,199 @@
+"""Response bodies of the read endpoints, built from snapshots and alert records (pure).
+
+Field names keep the seed API's (SEED_NOTES.md) and add ours beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+SEED_SEVERITY = {"LOW": "info", "MEDIUM": "warning", "HIGH": "high", "CRITICAL": "critical"}
+ALERT_STATES = ("firing", "acknowledged", "silenced", "resolved")
+
+
+def rfc3339(ts_ms: int) -> str:
+    """
+    >>> rfc3339(1_767_225_600_000)
+    '2026-01-01T00:00:00.000Z'
+    """
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def overview(snapshot: Mapping[str, Any], portfolios: list[str], unresolved: int,
+             unresolved_here: int) -> dict[str, Any]:
+    ts = int(snapshot.get("ts_ms", 0))
+    return {
+        "timestamp": rfc3339(ts), "ts_ms": ts,
+        "portfolio": snapshot.get("portfolio"), "portfolios": portfolios,
+        "portfolio_risk_rating": snapshot.get("rating"),
+        "rating_score": snapshot.get("rating_score"),
+        "rating_reasons": snapshot.get("rating_reasons", []),
+        "total_exposure": snapshot.get("total_exposure_usd", 0.0),
+        "net_exposure": snapshot.get("net_exposure_usd", 0.0),
+        "var_95": snapshot.get("var_95_usd", 0.0),
+        "var_99": snapshot.get("var_99_usd", 0.0),
+        "expected_shortfall_95": snapshot.get("es_95_usd", 0.0),
+        "expected_shortfall_99": snapshot.get("es_99_usd", 0.0),
+        "max_concentration": snapshot.get("max_concentration", 0.0),
+        "correlation_risk": snapshot.get("correlation_risk", 0.0),
+        "active_positions": snapshot.get("active_positions", 0),
+        "alerts": unresolved,
+        "portfolio_alerts": unresolved_here,
+        "worst_stress_scenario": snapshot.get("worst_stress_scenario"),
+    }
+
+
+def positions(snapshot: Mapping[str, Any], portfolios: list[str]) -> dict[str, Any]:
+    """Positions sorted by component VaR 99 (largest risk first)."""
+    rows = []
+    for p in snapshot.get("positions") or []:
+        risk = float(p.get("risk_amount_usd", 0.0))
+        rows.append({**p, "risk_amount": risk, "exposure": p.get("exposure_usd", 0.0),
+                     "component_var_99": risk})
+    rows.sort(key=lambda r: (-r["risk_amount"], str(r.get("id"))))
+    ts = int(snapshot.get("ts_ms", 0))
+    return {"portfolio": snapshot.get("portfolio"), "portfolios": portfolios, "positions": rows,
+            "total_positions": len(rows), "total_exposure": snapshot.get("total_exposure_usd", 0.0),
+            "timestamp": rfc3339(ts), "ts_ms": ts}
+
+
+def var(snapshot: Mapping[str, Any], portfolios: list[str],
+        history: list[dict[str, Any]]) -> dict[str, Any]:
+    ts = int(snapshot.get("ts_ms", 0))
+    return {
+        "portfolio": snapshot.get("portfolio"), "portfolios": portfolios,
+        "var_95": snapshot.get("var_95_usd", 0.0), "var_99": snapshot.get("var_99_usd", 0.0),
+        "expected_shortfall_95": snapshot.get("es_95_usd", 0.0),
+        "expected_shortfall_975": snapshot.get("es_975_usd", 0.0),
+        "expected_shortfall_99": snapshot.get("es_99_usd", 0.0),
+        "parametric_var_95": snapshot.get("parametric_var_95_usd", 0.0),
+        "parametric_var_99": snapshot.get("parametric_var_99_usd", 0.0),
+        "liquidity_adjusted_var_99": snapshot.get("liquidity_adjusted_var_99_usd", 0.0),
+        "var_99_horizon": snapshot.get("var_99_horizon_usd", 0.0),
+        "horizon_bars": snapshot.get("horizon_bars"),
+        "n_scenarios": snapshot.get("n_scenarios", 0),
+        "confidence_level": "historical simulation (parametric EWMA alongside)",
+        "backtest": snapshot.get("backtest"),
+        "history": history,
+        "timestamp": rfc3339(ts), "ts_ms": ts,
+    }
+
+
+def stress(snapshot: Mapping[str, Any], portfolios: list[str]) -> dict[str, Any]:
+    """Seed names per scenario: ``total_impact`` = scenario P&L in USD (negative = loss),
+    ``impact_percentage`` = 100 x P&L / gross exposure; ours (``pnl_usd``, ...) beside them."""
+    ts = int(snapshot.get("ts_ms", 0))
+    tests = {name: {**r, "total_impact": r.get("pnl_usd", 0.0),
+                    "impact_percentage": 100.0 * float(r.get("share_of_exposure", 0.0)),
+                    "position_impacts": r.get("position_impacts", {})}
+             for name, r in (snapshot.get("stress") or {}).items()}
+    return {"portfolio": snapshot.get("portfolio"), "portfolios": portfolios,
+            "stress_tests": tests,
+            "worst_scenario": snapshot.get("worst_stress_scenario"),
+            "timestamp": rfc3339(ts), "ts_ms": ts}
+
+
+def predictions(snapshot: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Seed-shaped predictions from ``snapshot["anomaly"]`` (the online models' block); None
+    when the snapshot carries none. The models' own seed blocks are used as they are."""
+    anomaly = snapshot.get("anomaly")
+    if not isinstance(anomaly, Mapping):
+        return None
+    score = float(anomaly.get("portfolio_score", anomaly.get("score", 0.0)) or 0.0)
+    detection = anomaly.get("anomaly_detection")
+    if not isinstance(detection, Mapping):
+        flagged = anomaly.get("portfolio_is_anomaly", anomaly.get("is_anomaly"))
+        warm = anomaly.get("portfolio_warm", anomaly.get("is_warm", True))
+        detection = {"is_anomaly": bool(score >= 0.5 if flagged is None else flagged), "anomaly_score": score,
+                     "confidence": 1.0 if warm else 0.0, "risk_level": snapshot.get("rating")}
+    classification = anomaly.get("risk_classification")
+    if not isinstance(classification, Mapping):
+        classification = {"predicted_risk_level": snapshot.get("rating"), "probability": None,
+                          "confidence": None, "all_probabilities": {}, "source": "rating"}
+    ts = int(snapshot.get("ts_ms", 0))
+    return {
+        "portfolio": snapshot.get("portfolio"),
+        "anomaly_detection": dict(detection),
+        "risk_classification": dict(classification),
+        "alert_forecast": {"probability": anomaly.get("alert_probability"),
+                           "horizon_ms": anomaly.get("alert_horizon_ms"),
+                           "warm": anomaly.get("forecaster_warm")},
+        "var_forecast": anomaly.get("var_forecast"),
+        "top_feature": anomaly.get("top_feature"),
+        "timestamp": rfc3339(ts), "ts_ms": ts,
+    }
+
+
+# ---- alerts ------------------------------------------------------------------------
+def alert_state(record: Mapping[str, Any]) -> str:
+    """One word for the dashboard: resolved, acknowledged, silenced or firing."""
+    if record.get("status") == "resolved" or record.get("resolved"):
+        return "resolved"
+    if record.get("acknowledged"):
+        return "acknowledged"
+    if record.get("silenced") or record.get("inhibited"):
+        return "silenced"
+    return str(record.get("status") or "firing")
+
+
+def alert_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    row = dict(record)
+    row["state"] = alert_state(record)
+    row["portfolio"] = (record.get("labels") or {}).get("portfolio") or \
+        (record.get("values") or {}).get("portfolio")
+    return row
+
+
+def merge_alerts(current: Iterable[Mapping[str, Any]],
+                 recent: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Current alert states (authoritative) plus recently seen ones not current any more
+    (resolved here, or owned by another worker)."""
+    rows = {str(r.get("id") or r.get("fingerprint")): alert_row(r) for r in recent}
+    for r in current:
+        rows[str(r.get("id") or r.get("fingerprint"))] = alert_row(r)
+    return list(rows.values())
+
+
+def parse_severity(value: str) -> str:
+    """
+    >>> parse_severity("HIGH"), parse_severity("warning")
+    ('high', 'warning')
+    """
+    return SEED_SEVERITY.get(value.upper(), value.lower())
+
+
+def filter_alerts(rows: list[dict[str, Any]], *, severity: str | None, state: str | None,
+                  portfolio: str | None, unresolved_only: bool, limit: int) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        if severity and r.get("severity") != parse_severity(severity):
+            continue
+        if state and r["state"] != state:
+            continue
+        if portfolio and r.get("portfolio") != portfolio:
+            continue
+        if unresolved_only and r["state"] == "resolved":
+            continue
+        out.append(r)
+    out.sort(key=lambda r: (str(r.get("startsAt", "")), int(r.get("ts_ms", 0)), str(r.get("id"))),
+             reverse=True)
+    return out[:limit]
+
+
+def rule_row(rule: Any, errors: Mapping[str, int], last_error: Mapping[str, str]) -> dict[str, Any]:
+    """A rule as the API lists it, seed names (condition, cooldown_minutes, message) included."""
+    return {
+        "name": rule.name, "scope": rule.scope, "expr": rule.expr, "condition": rule.expr,
+        "for_ms": rule.for_ms, "keep_firing_for_ms": rule.keep_firing_for_ms,
+        "severity": rule.severity, "labels": dict(rule.labels),
+        "annotations": dict(rule.annotations), "message": rule.annotations.get("summary", ""),
+        "cooldown_ms": rule.cooldown_ms, "cooldown_minutes": rule.cooldown_ms / 60_000,
+        "channels": list(rule.channels),
+        "escalate": [{"after_ms": s.after_ms, "severity": s.severity, "channels": list(s.channels)}
+                     for s in rule.escalate],
+        "action": rule.action.to_dict() if rule.action else None,
+        "definition_hash": rule.definition_hash,
+        "eval_errors": errors.get(rule.name, 0), "last_error": last_error.get(rule.name),
+    }

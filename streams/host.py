@@ -148,6 +148,7 @@ async def recover_pipeline() -> None:
 async def replicate_market_feed() -> None:
     """Read every partition of the ticks topic (no consumer group) into this worker's pipeline."""
     settings = get_settings()
+    await host.ready.wait()  # recovered positions are buffered first, so the market cannot outrun them
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PORT="${MEVRISK_WEB_PORT:-6066}"
 export MEVRISK_BAR_MS="${MEVRISK_BAR_MS:-1000}"  # 1 s bars so the demo moves quickly
+DEMO_TOKEN="${MEVRISK_DEMO_TOKEN:-demo-admin-token}"
+export MEVRISK_API_TOKENS="${MEVRISK_API_TOKENS:-{\"$DEMO_TOKEN\": {\"role\": \"admin\", \"name\": \"demo\"}}}"
 mkdir -p .cache/demo
 pids=()
 cleanup() {
@@ -29,7 +31,7 @@ cat <<TXT
 
 MEV Risk Stream demo is running.
   metrics:    http://127.0.0.1:$PORT/metrics
-  dashboard:  http://127.0.0.1:$PORT/
+  dashboard:  http://127.0.0.1:$PORT/   (token for acknowledge/halt: $DEMO_TOKEN)
   API:        http://127.0.0.1:$PORT/api/v1/risk/overview
   logs:       .cache/demo/worker.log, .cache/demo/simulator.log
 Press Ctrl-C to stop.

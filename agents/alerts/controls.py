@@ -10,7 +10,7 @@ run even when the alert's notifications are silenced: a silence mutes people, no
 kill switch.
 
 >>> ks = KillSwitch()
->>> c = ks.command("strategy:s1", "HALT", actor="alice", reason="manual", ts_ms=5)
+>>> c = ks.command("strategy:s1", "HALT", actor="oncall-1", reason="manual", ts_ms=5)
 >>> (c.command, c.state, ks.effective_state("s1", "p1").value)
 ('HALT', 'HALTED', 'HALTED')
 """

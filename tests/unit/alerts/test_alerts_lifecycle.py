@@ -127,20 +127,20 @@ def test_seed_escalation_fields() -> None:
 def test_acknowledgement_stops_escalation_and_repeats() -> None:
     eng = engine(ESC)
     fired = eng.evaluate("portfolio", "p1", snap(12_000), T0)
-    out = eng.acknowledge(fired[0].id, "alice", "looking", T0 + 10 * M)
+    out = eng.acknowledge(fired[0].id, "oncall-1", "looking", T0 + 10 * M)
     assert seq(out) == [("acknowledged", 600_000, "high")]
     ack = out[0].to_dict()
     assert (ack["acknowledged"], ack["acknowledged_by"], ack["ack_comment"]) == (
-        True, "alice", "looking")
+        True, "oncall-1", "looking")
     assert ack["acknowledged_at"] == "2023-11-14T22:23:20Z" and ack["notify"] is False
     assert eng.tick(T0 + 5 * 60 * M) == []
-    assert eng.acknowledge(fired[0].fingerprint, "bob", "again", T0 + 301 * M) == []
+    assert eng.acknowledge(fired[0].fingerprint, "oncall-2", "again", T0 + 301 * M) == []
 
 
 def test_acknowledge_after_escalation_keeps_escalated_severity() -> None:
     eng = engine(ESC)
     fired = eng.evaluate("portfolio", "p1", snap(12_000), T0)
-    out = eng.acknowledge(fired[0].fingerprint, "alice", "", T0 + 40 * M)
+    out = eng.acknowledge(fired[0].fingerprint, "oncall-1", "", T0 + 40 * M)
     assert seq(out) == [("escalated", 1_800_000, "critical"),
                         ("acknowledged", 2_400_000, "critical")]
     assert eng.tick(T0 + 3 * 60 * M) == []
@@ -149,13 +149,13 @@ def test_acknowledge_after_escalation_keeps_escalated_severity() -> None:
 def test_manual_resolve_ends_alert_and_a_new_one_starts_if_still_true() -> None:
     eng = engine(ESC)
     fired = eng.evaluate("portfolio", "p1", snap(12_000), T0)
-    out = eng.resolve(fired[0].id, "bob", "fixed by hand", T0 + 5 * M)
+    out = eng.resolve(fired[0].id, "oncall-2", "fixed by hand", T0 + 5 * M)
     assert seq(out) == [("resolved", 300_000, "high")]
     d = out[0].to_dict()
-    assert d["resolved_by"] == "bob" and d["annotations"]["comment"] == "fixed by hand"
+    assert d["resolved_by"] == "oncall-2" and d["annotations"]["comment"] == "fixed by hand"
     assert eng.tick(T0 + 3 * 60 * M) == []  # no escalation after resolve
     with pytest.raises(AlertNotFoundError):
-        eng.acknowledge(fired[0].id, "alice", "", T0 + 181 * M)
+        eng.acknowledge(fired[0].id, "oncall-1", "", T0 + 181 * M)
     again = eng.evaluate("portfolio", "p1", snap(12_000), T0 + 182 * M)
     assert seq(again) == [("firing", 182 * M, "high")]
     assert again[0].id != fired[0].id and again[0].fingerprint == fired[0].fingerprint
@@ -164,7 +164,7 @@ def test_manual_resolve_ends_alert_and_a_new_one_starts_if_still_true() -> None:
 def test_unknown_alert_raises_not_found() -> None:
     eng = engine()
     with pytest.raises(AlertNotFoundError, match="no firing alert"):
-        eng.resolve("nope", "bob", "", T0)
+        eng.resolve("nope", "oncall-2", "", T0)
 
 
 def test_silence_suppresses_notifications_but_alert_stays_visible() -> None:
@@ -259,7 +259,7 @@ def _scenario(eng: AlertEngine, start: int, stop: int) -> list[dict]:
             fp = next(a.fingerprint for a in eng.alerts() if a.entity_id == "p2") \
                 if any(a.entity_id == "p2" for a in eng.alerts()) else None
             if fp:
-                out += [e.to_dict() for e in eng.acknowledge(fp, "alice", "", ts)]
+                out += [e.to_dict() for e in eng.acknowledge(fp, "oncall-1", "", ts)]
     return out
 
 

@@ -56,6 +56,14 @@ PORTFOLIO_RATING = Gauge(
     "mevrisk_portfolio_rating", "Risk rating: 0 LOW, 1 MEDIUM, 2 HIGH, 3 CRITICAL.", ["portfolio"],
     registry=REGISTRY,
 )
+PORTFOLIO_ANOMALY_SCORE = Gauge(
+    "mevrisk_portfolio_anomaly_score", "Online portfolio-state anomaly score (0-1, higher = riskier).",
+    ["portfolio"], registry=REGISTRY,
+)
+PORTFOLIO_ALERT_PROBABILITY = Gauge(
+    "mevrisk_portfolio_alert_probability", "P(high or critical alert within the horizon).",
+    ["portfolio"], registry=REGISTRY,
+)
 ALERT_EVENTS = Counter(
     "mevrisk_alert_events_total", "Alert lifecycle events published, by transition and severity.",
     ["transition", "severity"], registry=REGISTRY,
@@ -74,6 +82,10 @@ def observe_snapshot(snapshot: dict) -> None:
     PORTFOLIO_EXPOSURE_USD.labels(portfolio, "net").set(snapshot["net_exposure_usd"])
     PORTFOLIO_CONCENTRATION.labels(portfolio).set(snapshot["max_concentration"])
     PORTFOLIO_RATING.labels(portfolio).set(RATING_LEVELS.get(snapshot["rating"], -1))
+    anomaly = snapshot.get("anomaly")
+    if anomaly:
+        PORTFOLIO_ANOMALY_SCORE.labels(portfolio).set(anomaly["portfolio_score"])
+        PORTFOLIO_ALERT_PROBABILITY.labels(portfolio).set(anomaly["alert_probability"])
 
 
 for _transition in ("firing", "repeat", "escalated", "acknowledged", "silenced", "resolved"):

@@ -67,6 +67,8 @@ def test_flash_crash_alerts_match_offline_replay(env: Env, start_worker, tmp_pat
     ) >= firing
     portfolio = expected[0]["labels"]["portfolio"]
     assert worker.metric("mevrisk_portfolio_var_usd", portfolio=portfolio, confidence="0.99") > 0
+    assert 0.0 <= worker.metric("mevrisk_portfolio_alert_probability", portfolio=portfolio) <= 1.0
+    assert "mevrisk_portfolio_anomaly_score" in worker.metrics_text()
 
 
 def test_flash_crash_raises_var_and_rating(env: Env, start_worker, tmp_path: Path) -> None:

@@ -24,6 +24,9 @@ class ApiSettings(BaseSettings):
     tokens: SecretStr = Field(default=SecretStr(""))
     """JSON object token -> role (or -> {role, name}); a secret, never logged."""
     tokens_file: Path | None = None
+    anonymous_reads: bool = False
+    """Serve reads without a token even when tokens are configured (the original API had no
+    auth; the demo turns this on). Changes always need an operator or admin token."""
     rate_per_sec: float = 20.0
     """Token-bucket refill rate per token (anonymous callers: per client address)."""
     rate_burst: int = 60

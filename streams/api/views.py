@@ -168,6 +168,8 @@ class ApiService:
             return ANONYMOUS
         header = request.headers.get("Authorization")
         if header is None:
+            if needed is Role.VIEWER and self.settings.anonymous_reads:
+                return ANONYMOUS
             if len(self.tokens) == 0:
                 if needed is Role.VIEWER:
                     return ANONYMOUS

@@ -86,6 +86,20 @@ async def test_without_tokens_reads_are_open_and_changes_refused(host: FakeHost)
         await client.close()
 
 
+async def test_anonymous_reads_with_tokens_configured(host: FakeHost) -> None:
+    client = await make_client(host, anonymous_reads=True)
+    try:
+        assert (await client.get("/api/v1/risk/overview")).status == 200
+        alert = host.pipeline.alerts.alerts()[0]
+        resp = await client.post("/api/v1/alerts", json={"alert_id": alert.id, "action": "acknowledge"})
+        assert resp.status == 401, "changes still need a token"
+        resp = await client.post("/api/v1/alerts", json={"alert_id": alert.id, "action": "acknowledge"},
+                                 headers=BEARER["operator"])
+        assert resp.status == 200
+    finally:
+        await client.close()
+
+
 async def test_malformed_authorization_header_is_401(client) -> None:
     for header in ("Basic dXNlcjpwYXNz", "Bearer", "token"):
         resp = await client.get("/api/v1/health", headers={"Authorization": header})

@@ -39,7 +39,11 @@ topics: broker ## create the topics (idempotent)
 worker: topics ## run one worker in the foreground
 	$(BIN)/mevrisk worker -l warn
 
-demo: topics ## start Kafka, one worker and the simulator with an incident every minute; Ctrl-C stops all
+demo: install ## fresh local Kafka, one worker and the simulator with an incident every minute; Ctrl-C stops all
+	$(BIN)/mevrisk broker stop --port $(KAFKA_PORT)
+	rm -rf .cache/kafka/data-$(KAFKA_PORT) .cache/worker  # demo data is not kept between runs
+	$(BIN)/mevrisk broker start --port $(KAFKA_PORT)
+	$(BIN)/mevrisk topics create
 	@bash deploy/demo.sh
 
 test: install system-deps ## the whole suite against a real Kafka broker (started and stopped by the tests)

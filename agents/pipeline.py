@@ -36,7 +36,9 @@ from agents.risk.engine import RiskEngine
 
 Output = tuple[str, str, dict[str, Any]]
 
-TOPIC_RANK = {"mev.market.ticks": 0, "mev.positions": 1, "mev.strategy.stats": 2}
+TOPIC_RANK = {"mev.market.ticks": 0, "mev.positions": 1, "mev.strategy.stats": 2, "operator": 9}
+OPERATOR = "operator"
+"""Pseudo-topic of operator actions re-applied during recovery (see ``operator_actions``)."""
 DEFAULT_SOURCE_LIMITS_MS = {
     "price-oracle": 10_000,
     "gas-tracker": 30_000,
@@ -225,6 +227,8 @@ class RiskPipeline:
         elif topic == "mev.strategy.stats":
             self.risk.on_strategy_stats(value)
             self._strategies.add(value["strategy"])
+        elif topic == OPERATOR:
+            out.extend(self._operate(value))
 
     # ---- per bar and per coalesce boundary ------------------------------------
     def _close_bar(self, bar_end: int, out: list[Output]) -> None:
@@ -281,6 +285,46 @@ class RiskPipeline:
         return ("risk.audit", record["stream"], record)
 
     # ---- operator actions (API) ----------------------------------------------
+    def schedule_operator(self, action: dict[str, Any]) -> None:
+        """Queue an operator action read back from ``risk.audit`` so a replay re-applies it at
+        the event time it was taken (after the inputs of that millisecond)."""
+        key = b"%020d" % int(action.get("audit_seq", 0))  # taken in the order they were audited
+        heapq.heappush(self._heap, (int(action["ts_ms"]), TOPIC_RANK[OPERATOR], key, OPERATOR, action))
+
+    def _operate(self, action: dict[str, Any]) -> list[Output]:
+        kind, actor, comment = action["kind"], action["actor"], action.get("comment", "")
+        try:
+            if kind == "acknowledge":
+                return self.acknowledge(action["alert_id"], actor, comment)
+            if kind == "resolve":
+                return self.resolve(action["alert_id"], actor, comment)
+            if kind == "command":
+                return self.command(action["scope"], action["command"], actor, action["reason"])
+            if kind == "silence_add":
+                return self.add_silence(action["matchers"], action["starts_ms"], action["ends_ms"],
+                                        actor, comment)[1]
+            if kind == "silence_delete":
+                return self.delete_silence(action["id"], actor)
+        except KeyError:  # the alert it named no longer exists in this replay
+            return []
+        return []
+
+    def add_silence(
+        self, matchers: Any, starts_ms: int, ends_ms: int, actor: str, comment: str
+    ) -> tuple[str, list[Output]]:
+        sid = self.alerts.add_silence(matchers, starts_ms, ends_ms, actor, comment)
+        added = next(s for s in self.alerts.silences() if s.id == sid)
+        payload = {"action": "add", "id": sid, "actor": actor, "comment": comment,
+                   "starts_ms": starts_ms, "ends_ms": ends_ms,
+                   "matchers": [m.to_dict() for m in added.matchers]}
+        return sid, [self._audited("silence", {**payload, "ts_ms": self.watermark_ms})]
+
+    def delete_silence(self, silence_id: str, actor: str) -> list[Output]:
+        if not self.alerts.delete_silence(silence_id):
+            return []
+        payload = {"action": "delete", "id": silence_id, "actor": actor, "ts_ms": self.watermark_ms}
+        return [self._audited("silence", payload)]
+
     def acknowledge(self, alert_id: str, actor: str, comment: str) -> list[Output]:
         out: list[Output] = []
         self._alerts(self.alerts.acknowledge(alert_id, actor, comment, self.watermark_ms), out)
@@ -308,3 +352,39 @@ class RiskPipeline:
 
     def sources(self) -> list[dict[str, Any]]:
         return [self._sources[n].context(self.watermark_ms) for n in sorted(self._sources)]
+
+
+def operator_actions(
+    audit_records: Iterable[Mapping[str, Any]], stream: str = "risk"
+) -> list[dict[str, Any]]:
+    """The operator actions recorded on an audit chain, as ``schedule_operator`` takes them.
+
+    Acknowledgements and manual resolutions are read from their alert events, commands
+    from controls whose actor is not a rule, silences from their own records.
+    """
+    actions: list[dict[str, Any]] = []
+    for record in audit_records:
+        if record.get("stream") != stream:
+            continue
+        kind, p, ts = record["kind"], record["payload"], int(record["ts_ms"])
+        before = len(actions)
+        if kind == "alert" and p.get("transition") == "acknowledged":
+            actions.append({"kind": "acknowledge", "alert_id": p["id"], "actor": p["acknowledged_by"],
+                            "comment": p.get("ack_comment") or "", "ts_ms": ts})
+        elif kind == "alert" and p.get("transition") == "resolved" and p.get("resolved_by") not in (
+            None, "reload"
+        ):
+            actions.append({"kind": "resolve", "alert_id": p["id"], "actor": p["resolved_by"],
+                            "comment": (p.get("annotations") or {}).get("comment", ""), "ts_ms": ts})
+        elif kind == "control" and not str(p.get("actor", "")).startswith("rule:"):
+            actions.append({"kind": "command", "scope": p["scope"], "command": p["command"],
+                            "actor": p["actor"], "reason": p.get("reason", ""), "ts_ms": ts})
+        elif kind == "silence" and p.get("action") == "add":
+            actions.append({"kind": "silence_add", "matchers": p["matchers"], "starts_ms": p["starts_ms"],
+                            "ends_ms": p["ends_ms"], "actor": p["actor"], "comment": p.get("comment", ""),
+                            "ts_ms": ts})
+        elif kind == "silence" and p.get("action") == "delete":
+            actions.append({"kind": "silence_delete", "id": p["id"], "actor": p["actor"], "ts_ms": ts})
+        if len(actions) > before:
+            actions[-1]["audit_seq"] = int(record["seq"])
+    return actions

@@ -131,11 +131,13 @@ async def _rewind(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], 
 @app.task
 async def recover_pipeline() -> None:
     """Replay the partitioned inputs below the committed offsets, then open the input agents."""
-    from streams.recovery import bootstrap_inputs, read_output_heads
+    from streams.recovery import bootstrap_inputs, read_output_heads, schedule_operator_actions
 
     settings = get_settings()
     started = time.monotonic()
     host.heads = await read_output_heads(settings.kafka_bootstrap_servers)
+    if host.pipeline is not None and not host.heads.empty:
+        await schedule_operator_actions(settings.kafka_bootstrap_servers, host.pipeline)
     replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.offer)
     host.ready.set()
     log.warning(

@@ -125,6 +125,17 @@ async def read_output_heads(bootstrap: str) -> OutputHeads:
     return heads
 
 
+async def schedule_operator_actions(bootstrap: str, pipeline: Any) -> int:
+    """Queue the operator actions recorded on ``risk.audit`` so the replay re-applies them."""
+    from agents.pipeline import operator_actions
+    from streams.audit_reader import read_audit_topic
+
+    actions = operator_actions(await read_audit_topic(bootstrap))
+    for action in actions:
+        pipeline.schedule_operator(action)
+    return len(actions)
+
+
 async def bootstrap_inputs(
     bootstrap: str, group_id: str, offer: Callable[[str, dict[str, Any], int], Awaitable[None]]
 ) -> int:

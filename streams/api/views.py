@@ -475,13 +475,9 @@ class ApiService:
         result: dict[str, str] = {}
 
         def change(pipeline: Any) -> list[Any]:
-            sid = pipeline.alerts.add_silence(body["matchers"], starts, ends, who.name, comment)
+            sid, outputs = pipeline.add_silence(body["matchers"], starts, ends, who.name, comment)
             result["id"] = sid
-            added = next(s for s in pipeline.alerts.silences() if s.id == sid)
-            payload = {"action": "add", "id": sid, "actor": who.name, "comment": comment,
-                       "starts_ms": starts, "ends_ms": ends,
-                       "matchers": [m.to_dict() for m in added.matchers]}
-            return [self._audit(pipeline, "silence", payload)]
+            return outputs
 
         try:
             await self._apply(change)
@@ -496,11 +492,10 @@ class ApiService:
         found: list[bool] = []
 
         def change(pipeline: Any) -> list[Any]:
-            if not pipeline.alerts.delete_silence(silence_id):
-                return []
-            found.append(True)
-            return [self._audit(pipeline, "silence", {"action": "delete", "id": silence_id,
-                                                      "actor": who.name})]
+            outputs = pipeline.delete_silence(silence_id, who.name)
+            if outputs:
+                found.append(True)
+            return outputs
 
         await self._apply(change)
         if not found:

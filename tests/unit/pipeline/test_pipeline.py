@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from agents.assembly import PipelineOptions, build_pipeline
-from agents.pipeline import RiskPipeline
+from agents.pipeline import RiskPipeline, operator_actions
 from streams.sim.generator import Simulator
 from streams.sim.incidents import Incident
 
@@ -95,3 +95,31 @@ def test_idle_partition_stops_holding_the_watermark(events) -> None:
     for i, (topic, value) in enumerate(ticks[250:]):
         pipeline.offer(topic, value, partition=0, wall_s=10.0 + i * 0.001)
     assert pipeline.watermark_ms == ticks[-1][1]["ts_ms"] - OPTIONS.allowed_lateness_ms
+
+
+def test_operator_actions_replay_from_the_audit_trail(events) -> None:
+    """A replay that re-applies the audited operator actions reproduces the live outputs exactly."""
+    live = build_pipeline(OPTIONS)
+    outputs: list[tuple[str, str, dict]] = []
+    cut = len(events) * 3 // 4
+    for topic, value in events[:cut]:
+        outputs.extend(live.offer(topic, value))
+    firing = [a for a in live.alerts.alerts() if a.status == "firing"]
+    assert firing, "the flash crash has fired an alert by now"
+    outputs.extend(live.acknowledge(firing[0].id, "oncall-1", "looking"))
+    _, silence_out = live.add_silence({"alertname": "NoSuchRule"}, live.watermark_ms,
+                                      live.watermark_ms + 60_000, "oncall-1", "test")
+    outputs.extend(silence_out)
+    outputs.extend(live.command("strategy:jit-univ3", "HALT", "oncall-1", "manual"))
+    for topic, value in events[cut:]:
+        outputs.extend(live.offer(topic, value))
+    outputs.extend(live.drain())
+
+    audit = [v for t, _, v in outputs if t == "risk.audit"]
+    assert [a["kind"] for a in operator_actions(audit)] == ["acknowledge", "silence_add", "command"]
+    replayed = build_pipeline(OPTIONS)
+    for action in operator_actions(audit):
+        replayed.schedule_operator(action)
+    again = _run(replayed, events)
+    assert [v for t, _, v in again if t == "risk.audit"] == audit
+    assert [v for t, _, v in again if t == "risk.alerts"] == [v for t, _, v in outputs if t == "risk.alerts"]

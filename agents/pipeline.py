@@ -57,6 +57,8 @@ class PipelineStats:
     snapshots: int = 0
     alert_events: int = 0
     controls: int = 0
+    operator_replayed: int = 0
+    operator_skipped: int = 0
 
 
 @dataclass
@@ -293,6 +295,7 @@ class RiskPipeline:
 
     def _operate(self, action: dict[str, Any]) -> list[Output]:
         kind, actor, comment = action["kind"], action["actor"], action.get("comment", "")
+        self.stats.operator_replayed += 1
         try:
             if kind == "acknowledge":
                 return self.acknowledge(action["alert_id"], actor, comment)
@@ -305,7 +308,8 @@ class RiskPipeline:
                                         actor, comment)[1]
             if kind == "silence_delete":
                 return self.delete_silence(action["id"], actor)
-        except KeyError:  # the alert it named no longer exists in this replay
+        except KeyError:  # the alert it named does not exist in this replay
+            self.stats.operator_skipped += 1
             return []
         return []
 

@@ -24,5 +24,9 @@ app = faust.App(
     consumer_max_fetch_size=4_194_304,
     table_cleanup_interval=30.0,
     broker_commit_every=500,
+    # a killed worker is evicted from the group after 10 s, so a restart or a peer takes over quickly
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=2.0,
+    broker_rebalance_timeout=20.0,
     broker_commit_interval=1.0,
 )

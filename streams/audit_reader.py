@@ -21,10 +21,12 @@ async def read_audit_topic(bootstrap: str, topic: str = AUDIT) -> list[dict[str,
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         records: list[dict[str, Any]] = []
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
-            batch = await consumer.getmany(*tps, timeout_ms=1000)
+        remaining = [tp for tp in tps if end[tp] > 0]
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
             for messages in batch.values():
                 records.extend(orjson.loads(m.value) for m in messages)
+            remaining = [tp for tp in remaining if await consumer.position(tp) < end[tp]]
         return records
     finally:
         await consumer.stop()

@@ -71,6 +71,11 @@ class PipelineHost:
             outputs = self.pipeline.offer(topic, value, partition, self.last_input_wall)
         await self.publish(outputs)
 
+    async def flush(self) -> None:
+        """Wait until everything sent so far is acknowledged by the broker (operator actions answer
+        only after their alert events, controls and audit records are durable)."""
+        await app.producer.flush()
+
     async def poll(self) -> None:
         """Let partitions that went idle stop holding the watermark back."""
         if self.pipeline is None:
@@ -114,6 +119,8 @@ class PipelineHost:
             for topic, count in stats.late_by_topic.items():
                 metrics.PIPELINE_EVENTS.labels(f"late:{topic}").set(count)
             metrics.PIPELINE_EVENTS.labels("stale_positions").set(stats.stale_positions)
+            metrics.PIPELINE_EVENTS.labels("operator_replayed").set(stats.operator_replayed)
+            metrics.PIPELINE_EVENTS.labels("operator_skipped").set(stats.operator_skipped)
             metrics.PIPELINE_EVENTS.labels("late_ticks").set(self.pipeline.risk.bars.late_ticks)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.contracts import ContractError, validate_bytes
 from streams.topics import ALERTS, AUDIT, CONTROLS, POSITIONS, SNAPSHOTS, STRATEGY_STATS, contract_topic
@@ -136,11 +137,25 @@ async def schedule_operator_actions(bootstrap: str, pipeline: Any) -> int:
     return len(actions)
 
 
+async def committed_offsets(bootstrap: str, group_id: str) -> dict[TopicPartition, int]:
+    """The group's committed offsets, read with the admin API (a consumer of the group would
+    wait for the rebalance that a killed member leaves behind)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset is not None and meta.offset >= 0}
+
+
 async def bootstrap_inputs(
     bootstrap: str, group_id: str, offer: Callable[[str, dict[str, Any], int], Awaitable[None]]
 ) -> int:
     """Offer every valid position and strategy-stats record below the group's committed offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    committed = await committed_offsets(bootstrap, group_id)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     count = 0
 
@@ -162,9 +177,8 @@ async def bootstrap_inputs(
                 continue
             begin = await consumer.beginning_offsets(tps)
             for tp in tps:
-                committed = await consumer.committed(tp)
-                if committed:
-                    ranges[tp] = (begin[tp], committed)
+                if committed.get(tp):
+                    ranges[tp] = (begin[tp], committed[tp])
         await _read_ranges(consumer, ranges, on_message)
     finally:
         with contextlib.suppress(Exception):

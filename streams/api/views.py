@@ -282,6 +282,9 @@ class ApiService:
         async with self.host._lock:
             outputs = change(pipeline)
             await self.host.publish(outputs)
+            flush = getattr(self.host, "flush", None)
+            if flush is not None and outputs:
+                await flush()  # durable before the caller hears 200
         self.hub.publish(outputs)  # deduped if the host already notified
         return outputs
 

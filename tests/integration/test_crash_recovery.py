@@ -74,3 +74,80 @@ def test_kill_9_and_restart_matches_an_uninterrupted_run(env: Env, start_worker,
     assert not duplicates, f"published twice: {duplicates}"
     assert sorted(ids) == sorted(expected)
     assert restarted.proc.poll() is None
+
+
+FAST_RULES = """
+rules:
+  - name: HighVaR95
+    scope: portfolio
+    expr: snapshot.var_95_usd > 10000.0
+    for: 5s
+    keep_firing_for: 2m
+    severity: high
+    annotations: {summary: "VaR 95 {{ var_95_usd | usd }} above 10,000 USD"}
+    cooldown: 10m
+    channels: [slack]
+    escalate:
+      - {after: 25s, severity: critical, channels: [sms]}
+"""
+
+
+def test_an_acknowledgement_survives_kill_9(env: Env, start_worker, tmp_path: Path) -> None:
+    """Acked before the crash, the alert must not escalate after the restart (the replay re-applies
+    the acknowledgement read back from risk.audit)."""
+    import shutil
+    import urllib.request
+
+    from streams.settings import REPO_ROOT
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "deploy" / "config", config)
+    (config / "rules.yaml").write_text(FAST_RULES)
+    recording = tmp_path / "input.jsonl"
+    env.mevrisk("simulate", "--seed", "11", "--rate", "150", "--duration", "150",
+                "--start-ms", str(START_MS), "--incident", "flash-crash@40s/20s", "--record", str(recording))
+    cut_ms = START_MS + 75_000
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    _split(recording, cut_ms, first, second)
+    worker_env = {**WORKER_ENV, "MEVRISK_CONFIG_DIR": str(config),
+                  "MEVRISK_API_TOKENS": '{"op-token": {"role": "operator", "name": "oncall-1"}}'}
+
+    worker = start_worker(**worker_env)
+    env.mevrisk("replay", str(first))
+
+    def firing() -> list[dict]:
+        got = run(consume(env.bootstrap, env.topic("risk.alerts"), 10_000, timeout=3))
+        return [a for a in got if a["transition"] == "firing"]
+
+    alert = wait_until(firing, 90, "a firing alert")[0]
+    wait_until(lambda: worker.metric("mevrisk_watermark_seconds") * 1000 >= cut_ms - 10_000, 90,
+               "the first half processed")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker.web_port}/api/v1/alerts", method="POST",
+        data=orjson.dumps({"alert_id": alert["id"], "action": "acknowledge", "comment": "on it"}),
+        headers={"Authorization": "Bearer op-token", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    worker.stop(signal.SIGKILL)
+
+    restarted = start_worker(**worker_env)
+    env.mevrisk("replay", str(second))
+    end_ms = START_MS + 140_000
+    try:
+        wait_until(lambda: restarted.metric("mevrisk_watermark_seconds") * 1000 >= end_ms, 120,
+                   "the restarted worker to process the second half")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{restarted.state()}") from None
+    events = run(consume(env.bootstrap, env.topic("risk.alerts"), 10_000, timeout=5))
+    mine = [a for a in events if a["fingerprint"] == alert["fingerprint"]]
+    ids = [a["event_id"] for a in events]
+    assert len(ids) == len(set(ids)), "no alert event is published twice"
+    assert [a["transition"] for a in mine].count("acknowledged") == 1
+    replayed = {k: restarted.metric("mevrisk_pipeline_events", kind=k)
+                for k in ("operator_replayed", "operator_skipped", "late", "released")}
+    assert "escalated" not in [a["transition"] for a in mine], (
+        [(a["transition"], a["ts_ms"]) for a in mine], replayed)
+    assert replayed["operator_replayed"] == 1, "the acknowledgement was re-applied by the replay"
+    verified = env.mevrisk("audit", "verify")
+    assert " ok" in verified.stdout, verified.stdout

@@ -61,6 +61,8 @@ class PipelineHost:
         self.heads: Any = None
         """``streams.recovery.OutputHeads``: what was published before this start."""
         self.suppressed = 0
+        self.consumer_lag: dict[str, int] = {}
+        """``topic[partition]`` -> messages the consumer group has not committed yet."""
 
     async def offer(self, topic: str, value: dict[str, Any], partition: int) -> None:
         self.last_input_wall = time.monotonic()
@@ -199,3 +201,33 @@ async def idle_heartbeat() -> None:
     """Keep the event-time clock moving while the inputs are idle (DESIGN.md, Time)."""
     await host.poll()
     await host.heartbeat(get_settings().idle_heartbeat_secs)
+
+
+@app.timer(interval=10.0)
+async def measure_consumer_lag() -> None:
+    """Committed offsets of this app's consumer group against the end of each input partition."""
+
+    from streams.recovery import committed_offsets
+    from streams.topics import POSITIONS, STRATEGY_STATS
+
+    settings = get_settings()
+    try:
+        committed = await committed_offsets(settings.kafka_bootstrap_servers, app.conf.id)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await consumer.start()
+        try:
+            metadata = await consumer._client.fetch_all_metadata()  # no public listing call
+            tps = [TopicPartition(t, p) for t in (MARKET_TICKS, POSITIONS, STRATEGY_STATS)
+                   for p in sorted(metadata.partitions_for_topic(t) or ())]
+            end = await consumer.end_offsets(tps) if tps else {}
+        finally:
+            await consumer.stop()
+    except Exception as exc:  # lag is advisory; never let it stop the worker
+        log.warning("consumer lag not measured: %s", exc)
+        return
+    lag = {}
+    for tp in tps:
+        behind = max(0, end[tp] - committed.get(tp, 0))
+        lag[f"{contract_topic(tp.topic)}[{tp.partition}]"] = behind
+        metrics.CONSUMER_LAG.labels(contract_topic(tp.topic), str(tp.partition)).set(behind)
+    host.consumer_lag = lag

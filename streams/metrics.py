@@ -32,6 +32,10 @@ PIPELINE_EVENTS = Gauge(
     "mevrisk_pipeline_events", "Pipeline counters: released, late, stale_positions, buffered.", ["kind"],
     registry=REGISTRY,
 )
+CONSUMER_LAG = Gauge(
+    "mevrisk_consumer_lag_messages", "Input messages not yet committed by this app's consumer group.",
+    ["topic", "partition"], registry=REGISTRY,
+)
 OUTPUTS = Counter(
     "mevrisk_outputs_total", "Records published to output topics, by topic.", ["topic"], registry=REGISTRY
 )

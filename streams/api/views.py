@@ -419,6 +419,7 @@ class ApiService:
             "portfolios": {"local": sorted(pipeline.latest_snapshots), "all": sorted(snapshots)},
             "stream": {"subscribers": self.hub.subscriber_count, "events_published": self.hub.published},
             "last_input_event_ts_ms": getattr(self.host, "last_event_ts_ms", None),
+            "consumer_lag": getattr(self.host, "consumer_lag", {}),
         }
         if model_status is not None:
             body["models"] = model_status

@@ -60,6 +60,12 @@ def test_bad_messages_go_to_dlq_and_worker_keeps_going(env: Env, start_worker) -
     wait_until(lambda: worker.metric("mevrisk_events_in_total", topic="mev.market.ticks") == 6, 30,
                "a good tick after the bad ones")
 
+    def lag_measured() -> bool:
+        text = worker.metrics_text()
+        return "mevrisk_consumer_lag_messages{" in text and 'topic="mev.positions"' in text
+
+    wait_until(lag_measured, 40, "consumer lag per topic-partition on /metrics")
+
 
 README_KCAT_EXAMPLE = (
     '{"kind":"price","source":"price-oracle","ts_ms":1767225600000,"asset":"ETH","price_usd":3150.25}'

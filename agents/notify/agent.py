@@ -4,10 +4,15 @@ The ledger table is keyed by alert fingerprint (``use_partitioner=True``) so eac
 changelog lands in the partition of its ``risk.alerts`` record: the worker that owns an
 alert owns its delivery state, and a restarted worker resumes pending deliveries and
 skips completed ones. Delivery outcomes go to ``risk.audit`` on the ``notify`` chain.
+
+The dispatcher starts as soon as recovery is done (:func:`resume_deliveries`), not on the
+first alert: after a restart the alerts behind pending deliveries are usually committed
+already, so no alert may come to wake it while the ledger holds work to resume.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -30,6 +35,7 @@ fingerprint_to_deliveries = app.Table(
 )
 _dispatcher: Dispatcher | None = None
 _notify_audit: AuditChain | None = None
+_starting = asyncio.Lock()
 
 
 async def _record_outcome(record: OutcomeRecord) -> None:
@@ -41,19 +47,34 @@ async def _record_outcome(record: OutcomeRecord) -> None:
 
 async def dispatcher() -> Dispatcher:
     """The worker's dispatcher, started (and pending deliveries resumed) on first use."""
-    global _dispatcher, _notify_audit
+    global _dispatcher
     if _dispatcher is None:
-        settings = get_settings()
-        last = host.heads.audit_last.get("notify") if host.heads is not None else None
-        _notify_audit = AuditChain.restore("notify", last)
-        config = load_config(settings.channels_file or settings.config_dir / "channels.yaml")
-        _dispatcher = Dispatcher(
-            config, registry=metrics.REGISTRY,
-            ledger=DeliveryLedger(fingerprint_to_deliveries, by_fingerprint=True),
-            on_outcome=_record_outcome,
-        )
-        await _dispatcher.start()
+        async with _starting:  # one dispatcher; published only once start() resumed the ledger
+            if _dispatcher is None:
+                _dispatcher = await _start_dispatcher()
     return _dispatcher
+
+
+async def _start_dispatcher() -> Dispatcher:
+    global _notify_audit
+    settings = get_settings()
+    last = host.heads.audit_last.get("notify") if host.heads is not None else None
+    _notify_audit = AuditChain.restore("notify", last)
+    config = load_config(settings.channels_file or settings.config_dir / "channels.yaml")
+    started = Dispatcher(
+        config, registry=metrics.REGISTRY,
+        ledger=DeliveryLedger(fingerprint_to_deliveries, by_fingerprint=True),
+        on_outcome=_record_outcome,
+    )
+    await started.start()
+    return started
+
+
+@app.task
+async def resume_deliveries() -> None:
+    """Start the dispatcher once the ledger is restored, so pending deliveries resume now."""
+    await host.ready.wait()  # app tasks start after table recovery; this waits for the audit heads
+    await dispatcher()
 
 
 @app.agent(alerts_topic)

@@ -17,6 +17,8 @@ import logging
 from typing import Any
 
 import orjson
+from aiokafka.errors import ProducerClosed
+from faust.exceptions import ProducerSendError
 
 from agents.audit.chain import AuditChain
 from agents.notify import DeliveryLedger, Dispatcher, InvalidAlertEvent, OutcomeRecord, load_config
@@ -41,7 +43,13 @@ _starting = asyncio.Lock()
 async def _record_outcome(record: OutcomeRecord) -> None:
     assert _notify_audit is not None
     entry = _notify_audit.append("delivery", record.to_dict(), record.event_ts_ms or record.ts_ms)
-    await audit_topic.send(key=b"notify", value=dumps(entry))
+    try:
+        await audit_topic.send(key=b"notify", value=dumps(entry))
+    except ProducerSendError as error:
+        if not isinstance(error.__cause__, ProducerClosed):
+            raise
+        log.warning("producer closed while shutting down; delivery record %s not audited", entry["seq"])
+        return
     metrics.OUTPUTS.labels("risk.audit").inc()
 
 

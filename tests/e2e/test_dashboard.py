@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from streams.settings import REPO_ROOT
-from tests.integration.conftest import Env, Worker, env, free_port, wait_until  # noqa: F401 - fixture
+from tests.integration.conftest import Env, Worker, env, start_worker, wait_until  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -47,23 +47,14 @@ def wait_js(page: Any, expression: str, timeout_s: float) -> Any:
 
 
 @pytest.fixture
-def api_worker(env: Env) -> Iterator[Worker]:  # noqa: F811 - the imported fixture
-    """A worker started through ``streams.api.devserver`` (the API and live stream wired in)."""
-    port = free_port()
-    log = env.tmp / "worker.log"
-    overrides = {"MEVRISK_WEB_PORT": str(port), "MEVRISK_BAR_MS": "1000", "MEVRISK_IDLE_HEARTBEAT_SECS": "2",
-                 "MEVRISK_API_TOKENS": json.dumps(TOKENS)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "-l", "warn", "--web-port", str(port)],
-        cwd=REPO_ROOT, env=env.environ(**overrides), stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True)
-    worker = Worker(proc=proc, web_port=port, log=log)
-    try:
-        wait_until(lambda: proc.poll() is None and worker.metrics_text(), 90, "the worker's /metrics")
-        yield worker
-    finally:
-        worker.stop()
-        assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")[-3000:]
+def api_worker(start_worker) -> Iterator[Worker]:  # noqa: F811 - the imported fixture
+    """A worker with 1 s bars and the test tokens; its log must stay free of tracebacks."""
+    worker = start_worker(MEVRISK_BAR_MS="1000", MEVRISK_IDLE_HEARTBEAT_SECS="2",
+                          MEVRISK_API_TOKENS=json.dumps(TOKENS))
+    yield worker
+    worker.stop()
+    log = worker.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
 
 
 def test_dashboard_live_ack_and_halt(env: Env, api_worker: Worker, tmp_path: Path) -> None:  # noqa: F811

@@ -5,11 +5,9 @@ portfolio (whichever owns its partition)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,7 @@ import faust
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.settings import REPO_ROOT
-from tests.integration.conftest import Env, Worker, free_port, produce, run, wait_until
+from tests.integration.conftest import Env, Worker, produce, run, wait_until
 from tests.unit.api.conftest import BEARER, FakeHost, base, host, settings  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -65,27 +62,13 @@ def get(worker: Worker, path: str, token: str = VIEWER) -> tuple[int, Any]:
 
 
 @pytest.fixture
-def start_api_worker(env: Env) -> Iterator[Callable[..., Worker]]:
-    """Workers started through ``streams.api.devserver`` (the API wired in), one consumer group."""
-    workers: list[Worker] = []
+def start_api_worker(start_worker: Callable[..., Worker]) -> Callable[..., Worker]:
+    """Workers of one consumer group with 1 s bars and the test tokens configured."""
 
     def start(**overrides: str) -> Worker:
-        port = free_port()
-        log = env.tmp / f"api-worker-{len(workers)}.log"
-        environ = env.environ(MEVRISK_WEB_PORT=str(port), MEVRISK_BAR_MS="1000",
-                              MEVRISK_API_TOKENS=json.dumps(TOKENS), **overrides)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "-l", "warn", "--web-port", str(port)],
-            cwd=REPO_ROOT, env=environ, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            start_new_session=True)
-        worker = Worker(proc=proc, web_port=port, log=log)
-        workers.append(worker)
-        wait_until(lambda: proc.poll() is None and worker.metrics_text(), 90, "the worker's /metrics")
-        return worker
+        return start_worker(MEVRISK_BAR_MS="1000", MEVRISK_API_TOKENS=json.dumps(TOKENS), **overrides)
 
-    yield start
-    for worker in workers:
-        worker.stop()
+    return start
 
 
 def _feed(env: Env, tmp_path: Path, duration_s: int = 70) -> None:

@@ -17,8 +17,6 @@ import logging
 from typing import Any
 
 import orjson
-from aiokafka.errors import ProducerClosed
-from faust.exceptions import ProducerSendError
 
 from agents.audit.chain import AuditChain
 from agents.notify import DeliveryLedger, Dispatcher, InvalidAlertEvent, OutcomeRecord, load_config
@@ -26,6 +24,7 @@ from streams import metrics
 from streams.app import app
 from streams.codecs import dumps
 from streams.host import host
+from streams.sending import send_unless_stopping
 from streams.settings import get_settings
 from streams.topics import alerts_topic, audit_topic
 
@@ -43,11 +42,7 @@ _starting = asyncio.Lock()
 async def _record_outcome(record: OutcomeRecord) -> None:
     assert _notify_audit is not None
     entry = _notify_audit.append("delivery", record.to_dict(), record.event_ts_ms or record.ts_ms)
-    try:
-        await audit_topic.send(key=b"notify", value=dumps(entry))
-    except ProducerSendError as error:
-        if not isinstance(error.__cause__, ProducerClosed):
-            raise
+    if not await send_unless_stopping(audit_topic, b"notify", dumps(entry)):
         log.warning("producer closed while shutting down; delivery record %s not audited", entry["seq"])
         return
     metrics.OUTPUTS.labels("risk.audit").inc()

@@ -1,9 +1,11 @@
 """Thin wiring: ``risk.alerts`` -> the notification dispatcher, with a changelogged delivery ledger.
 
-The ledger table is keyed by alert fingerprint (``use_partitioner=True``) so each entry's
-changelog lands in the partition of its ``risk.alerts`` record: the worker that owns an
-alert owns its delivery state, and a restarted worker resumes pending deliveries and
-skips completed ones. Delivery outcomes go to ``risk.audit`` on the ``notify`` chain.
+The ledger table is keyed by the alert fingerprint's raw bytes (``key_type=bytes``,
+``use_partitioner=True``) so each entry's changelog lands in the partition of its
+``risk.alerts`` record: the worker that owns an alert owns its delivery state, a restarted
+worker resumes pending deliveries and skips completed ones, and a worker that a rebalance
+hands partitions resumes their pending deliveries once the table recovered them.
+Delivery outcomes go to ``risk.audit`` on the ``notify`` chain.
 
 The dispatcher starts as soon as recovery is done (:func:`resume_deliveries`), not on the
 first alert: after a restart the alerts behind pending deliveries are usually committed
@@ -20,6 +22,7 @@ import orjson
 
 from agents.audit.chain import AuditChain
 from agents.notify import DeliveryLedger, Dispatcher, InvalidAlertEvent, OutcomeRecord, load_config
+from agents.notify.ledger import Utf8Keys
 from streams import metrics
 from streams.app import app
 from streams.codecs import dumps
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 
 fingerprint_to_deliveries = app.Table(
     "fingerprint_to_deliveries", default=None, partitions=get_settings().topic_partitions,
-    use_partitioner=True,
+    use_partitioner=True, key_type=bytes,  # raw fingerprint bytes: the partition of its alert
 )
 _dispatcher: Dispatcher | None = None
 _notify_audit: AuditChain | None = None
@@ -66,7 +69,7 @@ async def _start_dispatcher() -> Dispatcher:
     config = load_config(settings.channels_file or settings.config_dir / "channels.yaml")
     started = Dispatcher(
         config, registry=metrics.REGISTRY,
-        ledger=DeliveryLedger(fingerprint_to_deliveries, by_fingerprint=True),
+        ledger=DeliveryLedger(Utf8Keys(fingerprint_to_deliveries), by_fingerprint=True),
         on_outcome=_record_outcome,
     )
     await started.start()
@@ -78,6 +81,14 @@ async def resume_deliveries() -> None:
     """Start the dispatcher once the ledger is restored, so pending deliveries resume now."""
     await host.ready.wait()  # app tasks start after table recovery; this waits for the audit heads
     await dispatcher()
+
+
+@fingerprint_to_deliveries.on_recover
+async def resume_assigned_deliveries() -> None:
+    """After every rebalance's table recovery: resume the pending deliveries of partitions this
+    worker was just handed (a dead or departed worker's); what it holds already is skipped."""
+    if _dispatcher is not None:  # not started yet: its start() resumes the whole ledger
+        await _dispatcher.resume()
 
 
 @app.agent(alerts_topic)

@@ -163,6 +163,8 @@ class Dispatcher:
         self._queues: dict[str, asyncio.Queue[Batch]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._started = False
+        self._held: set[tuple[str, str]] = set()
+        """``(event_id, channel)`` this process holds (grouping, queued or in flight) until final."""
 
     # -- lifecycle -------------------------------------------------------------
     async def __aenter__(self) -> Dispatcher:
@@ -200,6 +202,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers.clear()
+        self._held.clear()  # what was in flight stays pending in the ledger for the next resume()
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -236,6 +239,7 @@ class Dispatcher:
             if self.ledger.state(event_id, name, fingerprint=fingerprint) is not None:
                 continue
             self.ledger.mark_pending(event_id, name, event, now_ms=now)
+            self._held.add((event_id, name))
             todo.append(name)
         return await self._enqueue(self.router.ingest(event, todo))
 
@@ -244,10 +248,17 @@ class Dispatcher:
         return await self._enqueue(self.router.tick(now_ms))
 
     async def resume(self) -> list[Batch]:
-        """Re-queue deliveries the ledger holds as pending (after a restart)."""
+        """Re-queue deliveries the ledger holds as pending and this process does not hold yet.
+
+        Called at start (after a restart) and again whenever a rebalance hands this worker
+        ledger partitions (their pending entries were another worker's); deliveries already
+        grouped, queued or in flight here are left alone, so calling it twice sends nothing twice.
+        """
         by_batch: dict[tuple[str, str], list[AlertEvent]] = defaultdict(list)
         ungrouped: list[tuple[str, AlertEvent]] = []
         for pending in self.ledger.pending():
+            if (pending.event_id, pending.channel) in self._held:
+                continue
             if pending.channel not in self._queues:  # channel removed or disabled since
                 self.ledger.mark_done(pending.event_id, pending.channel, "gave_up",
                                       attempts=pending.attempts, now_ms=self._clock_ms(),
@@ -258,6 +269,7 @@ class Dispatcher:
                 by_batch[(pending.channel, pending.batch_id)].append(pending.event)
             else:
                 ungrouped.append((pending.channel, pending.event))
+            self._held.add((pending.event_id, pending.channel))
         batches = [
             Batch.of(channel, events, kind=_kind_of(batch_id),
                      flush_ms=max(int(e["ts_ms"]) for e in events))
@@ -276,6 +288,7 @@ class Dispatcher:
             finished = [str(e["event_id"]) for e in batch.events if self.ledger.is_done(
                 str(e["event_id"]), batch.channel, fingerprint=_fingerprint(e))]
             if finished:
+                self._held.difference_update((event_id, batch.channel) for event_id in finished)
                 batch = batch.without(finished)
             if not batch.events:
                 continue
@@ -370,6 +383,7 @@ class Dispatcher:
         for e in batch.events:
             self.ledger.mark_done(str(e["event_id"]), channel.name, state, attempts=attempt,
                                   now_ms=now, fingerprint=_fingerprint(e))
+            self._held.discard((str(e["event_id"]), channel.name))
         if outcome == "gave_up":
             log.error("notification %s on %s gave up after %d attempt(s): %s",
                       batch.batch_id, channel.name, attempt, error.reason if error else "")

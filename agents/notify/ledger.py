@@ -38,6 +38,40 @@ def ledger_key(event_id: str, channel: str) -> str:
     return f"{event_id}@{channel}"
 
 
+class Utf8Keys(MutableMapping[str, Any]):
+    """A ``str``-keyed view of a ``bytes``-keyed store (a Faust table with ``key_type=bytes``).
+
+    The table's changelog then carries the fingerprint's raw UTF-8 bytes as its key, the
+    very bytes ``risk.alerts`` is keyed by, so the producer's partitioner puts each ledger
+    entry in the partition of its alert (JSON-encoded keys would hash differently).
+
+    >>> store = {}
+    >>> view = Utf8Keys(store)
+    >>> view["fp1"] = {"a": 1}
+    >>> store, list(view), view["fp1"]
+    ({b'fp1': {'a': 1}}, ['fp1'], {'a': 1})
+    """
+
+    def __init__(self, store: MutableMapping[bytes, Any]) -> None:
+        self._store = store
+
+    def __getitem__(self, key: str) -> Any:
+        return self._store[key.encode()]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._store[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._store[key.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        for key in list(self._store):
+            yield key.decode() if isinstance(key, bytes) else str(key)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
 @dataclass(frozen=True)
 class PendingDelivery:
     """A delivery the ledger has not seen finish."""

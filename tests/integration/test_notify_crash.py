@@ -216,3 +216,61 @@ def test_kill_9_after_delivery_then_nothing_is_delivered_again(
     assert _notifiable_ids(env) == ids, "the restart published no new alert event"
     assert all(n == 1 for n in _delivered_in_audit(env).values()), _delivered_in_audit(env)
     assert restarted.proc.poll() is None
+
+
+async def _partitions_by_key(bootstrap: str, topic: str) -> dict[bytes, set[int]]:
+    """Key -> the partitions of ``topic`` holding records with that key."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    found: dict[bytes, set[int]] = {}
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for record in records:
+                    found.setdefault(record.key, set()).add(tp.partition)
+    finally:
+        await consumer.stop()
+    return found
+
+
+def test_rebalance_hands_pending_deliveries_to_the_surviving_worker(
+    env: Env, start_worker: Callable[..., Worker], tmp_path: Path, worker_env: dict[str, str],
+) -> None:
+    workers = [start_worker(**worker_env), start_worker(**worker_env)]
+    for worker in workers:  # both running, so the survivor is handed partitions, not started with them
+        wait_until(lambda w=worker: _dispatcher_started(w), 90, "each worker's dispatcher")
+    _replay_incident(env, tmp_path)
+    fired = _fired_and_committed(
+        env, workers[0], lambda ids: all(len(_statuses(i)) >= 2 for i in ids),
+        "alert events whose webhook delivery is failing and being retried",
+    )
+    # The ledger's changelog is co-partitioned with risk.alerts: same key bytes, same partition.
+    ledger = run(_partitions_by_key(env.bootstrap, f"{env.prefix}app-fingerprint_to_deliveries-changelog"))
+    alerts = run(_partitions_by_key(env.bootstrap, env.topic("risk.alerts")))
+    assert ledger and set(ledger) <= set(alerts)
+    assert all(ledger[key] == alerts[key] for key in ledger), (ledger, alerts)
+
+    # kill -9 the worker retrying the deliveries: their partitions move to the other one
+    attempts = [w.metric("mevrisk_notification_attempts_total", channel="webhook") for w in workers]
+    owner, survivor = (workers[0], workers[1]) if attempts[0] >= attempts[1] else (workers[1], workers[0])
+    assert max(attempts) > 0, attempts
+    survivor_attempts = survivor.metric("mevrisk_notification_attempts_total", channel="webhook")
+    owner.stop(signal.SIGKILL)
+    _Hook.healthy.set()
+
+    def delivered() -> set[str] | None:
+        ids = _notifiable_ids(env)
+        return ids if _delivered_and_audited(env, ids) else None
+
+    try:
+        ids = wait_until(delivered, 90, "every pending delivery completed by the surviving worker")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nrequests {Counter(_Hook.requests)}\n{survivor.state()}") from None
+    time.sleep(3)
+    assert fired <= ids
+    for event_id in ids:
+        assert _statuses(event_id).count(200) == 1, f"{event_id}: {_statuses(event_id)}"
+    assert survivor.metric("mevrisk_notification_attempts_total", channel="webhook") > survivor_attempts
+    assert survivor.proc.poll() is None

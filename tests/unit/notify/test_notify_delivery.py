@@ -452,3 +452,26 @@ async def test_fingerprint_keyed_ledger_resumes_and_deduplicates(receiver: Recei
     assert restarted.outcomes_for("slack") == []
     assert receiver.answered.count(("/slack", 200)) == 1
     assert receiver.answered.count(("/hook", 200)) == 1
+
+
+async def test_resume_again_skips_what_this_process_holds(receiver: Receiver) -> None:
+    """A rebalance calls resume() on a running dispatcher: only entries it does not hold yet
+    (another worker's, handed over) are queued; its own in-flight deliveries are not doubled."""
+    store: dict[str, Any] = {}
+    receiver.script["/hook"] = ["hang"]
+    h = Harness(_config(receiver.url), store, by_fingerprint=True)
+    async with h.dispatcher as d:
+        await d.submit(make_event(channels=["webhook"]))
+        await asyncio.wait_for(receiver.arrived.wait(), 2)  # evt-1 is in flight, hung
+        # the table recovers a partition a departed worker left with a pending delivery
+        other = DeliveryLedger(store, by_fingerprint=True)
+        handed = make_event(channels=["webhook"], event_id="evt-2", fingerprint="fp-other")
+        other.mark_pending("evt-2", "webhook", handed, now_ms=1)
+        resumed = await d.resume()
+        assert [[e["event_id"] for e in b.events] for b in resumed] == [["evt-2"]]
+        assert await d.resume() == []  # evt-2 is held now too
+        await d.drain()
+    keys = [r.headers["Idempotency-Key"] for r in receiver.at("/hook")]
+    assert sorted(keys) == ["evt-1", "evt-1", "evt-2"]  # evt-1: the hung attempt, then its retry
+    assert receiver.answered.count(("/hook", 200)) == 2
+    assert sorted(h.outcomes_for("webhook")) == ["delivered", "delivered", "failed"]

@@ -18,6 +18,7 @@ app = faust.App(
     topic_replication_factor=_settings.topic_replication,
     topic_allow_declare=True,
     web_host=_settings.web_host,
+    web_bind=_settings.web_bind or _settings.web_host,  # Faust's own default would be 0.0.0.0
     web_port=_settings.web_port,
     web_in_thread=False,
     producer_max_request_size=2_097_152,

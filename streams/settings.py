@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     topic_partitions: int = 4
     topic_replication: int = 1
     web_host: str = "127.0.0.1"
+    """Host name other workers and clients reach this worker's web server by."""
+    web_bind: str | None = None
+    """Address the web server listens on; default: ``web_host`` (loopback unless configured)."""
     web_port: int = 6066
     data_dir: Path = REPO_ROOT / ".cache" / "worker"
     config_dir: Path = REPO_ROOT / "deploy" / "config"

@@ -109,3 +109,11 @@ async def flush_notification_groups() -> None:
     """Send groups and digests that are due on the engine's event-time clock."""
     if _dispatcher is not None and host.pipeline is not None and host.pipeline.watermark_ms:
         await _dispatcher.tick(host.pipeline.watermark_ms)
+
+
+@app.on_before_shutdown.connect
+async def stop_dispatcher(sender: Any, **_: Any) -> None:
+    """Stop the channel workers and close the HTTP session while the producer still runs;
+    deliveries cut short stay pending in the ledger and resume on the next start."""
+    if _dispatcher is not None:
+        await _dispatcher.stop()

@@ -36,7 +36,8 @@ __all__ = ["HUB", "ApiConfigError", "ApiService", "EventHub", "Role", "TokenStor
            "build_service", "notify_listeners", "register_views"]
 
 _REGISTERED: set[int] = set()
-REPLAY_PER_PARTITION = {"risk.snapshots": 300, "risk.alerts": 1_000, "risk.controls": 500}
+REPLAY_PER_PARTITION = {"risk.snapshots": 300, "risk.alerts": 1_000, "risk.controls": 500,
+                        "risk.audit": 5_000}
 
 
 def build_service(host: Any, settings: ApiSettings | None = None, hub: EventHub | None = None) -> ApiService:
@@ -83,24 +84,38 @@ def register_views(app: Any, host: Any, settings: ApiSettings | None = None) -> 
         app.page(path, name=f"mevrisk-api:{path}")(view)
 
     async def _shutdown(_web_app: Any) -> None:
-        service.hub.close_all()
+        await service.close()
 
     app.web.web_app.on_shutdown.append(_shutdown)
+    service.peers = lambda: peer_urls(app)
     if settings.replicate_snapshots:
         app.task(_replicate_outputs(service.hub))
     return service
 
 
+def peer_urls(app: Any) -> list[str]:
+    """Web URLs of the other members of the consumer group, from Faust's partition assignor
+    (every member advertises its ``canonical_url``), sorted."""
+    try:
+        urls = {str(u).rstrip("/") for u in app.router.external_topics_metadata()}
+        own = str(app.conf.canonical_url).rstrip("/")
+    except Exception as exc:  # no assignment yet (or a custom assignor): nobody to ask
+        log.debug("no peer URLs: %r", exc)
+        return []
+    return sorted(urls - {own})
+
+
 def _replicate_outputs(hub: EventHub) -> Any:
     async def replicate_risk_outputs() -> None:
         """Read every partition of the output topics (no consumer group) into the hub, so any
-        worker answers for any portfolio and streams every portfolio's events."""
+        worker answers for any portfolio and streams every portfolio's events; from
+        ``risk.audit`` the hub keeps delivery outcomes and follows silences."""
         from aiokafka import AIOKafkaConsumer
 
         from streams.settings import get_settings
-        from streams.topics import ALERTS, CONTROLS, SNAPSHOTS, contract_topic
+        from streams.topics import ALERTS, AUDIT, CONTROLS, SNAPSHOTS, contract_topic
 
-        names = (SNAPSHOTS, ALERTS, CONTROLS)
+        names = (SNAPSHOTS, ALERTS, CONTROLS, AUDIT)
         # no group: aiokafka assigns every partition of the subscribed topics to this consumer
         consumer = AIOKafkaConsumer(*names, group_id=None,
                                     bootstrap_servers=get_settings().kafka_bootstrap_servers,

@@ -3,9 +3,12 @@
 The host calls :func:`notify_listeners` with the outputs it has just published; the
 replicated snapshot reader feeds what other workers published. The hub dedupes the two
 paths, keeps a short VaR history per portfolio, the latest state of recent alerts
-(resolved ones included) and the recent controls, and fans events out to the
-``/api/v1/stream`` subscribers. Everything is synchronous and bounded: a subscriber
-that falls behind is dropped rather than slowing the pipeline down.
+(resolved ones included), the recent controls and notification delivery outcomes (the
+``notify`` chain's ``delivery`` records on ``risk.audit``), and fans events out to the
+``/api/v1/stream`` subscribers. Silence records on ``risk.audit`` go to the audit
+listeners (each worker applies every worker's silences, see ``streams.api.follow``).
+Everything is synchronous and bounded: a subscriber that falls behind is dropped rather
+than slowing the pipeline down.
 
 >>> hub = EventHub()
 >>> sub = hub.subscribe()
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +32,9 @@ EVENT_OF_TOPIC = {"risk.snapshots": "snapshot", "risk.alerts": "alert", "risk.co
 HISTORY_POINTS = 3_600
 RECENT_ALERTS = 1_000
 RECENT_CONTROLS = 200
+RECENT_DELIVERIES = 2_000
+AUDIT_KINDS = frozenset({"silence", "delivery"})
+"""Audit record kinds the hub keeps or hands on; every other audit record is ignored."""
 SEEN_KEYS = 20_000
 CLOSE = ("close", None)
 
@@ -52,6 +58,8 @@ def _dedupe_key(topic: str, value: dict[str, Any]) -> str:
         return f"s|{value.get('portfolio')}|{value.get('ts_ms')}"
     if topic == "risk.alerts":
         return f"a|{value.get('event_id')}"
+    if topic == "risk.audit":
+        return f"u|{value.get('stream')}|{value.get('seq')}|{value.get('hash')}"
     return f"c|{value.get('control_id')}"
 
 
@@ -71,6 +79,10 @@ class EventHub:
         """Latest snapshot per portfolio seen from any worker (newest event time wins)."""
         self.alerts: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.controls: deque[dict[str, Any]] = deque(maxlen=RECENT_CONTROLS)
+        self.deliveries: deque[dict[str, Any]] = deque(maxlen=RECENT_DELIVERIES)
+        """Recent delivery outcomes (``OutcomeRecord`` dicts plus the audit ``seq``), oldest first."""
+        self.audit_listeners: list[Callable[[dict[str, Any]], None]] = []
+        """Called with each new silence record of ``risk.audit`` (local and replicated)."""
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
         self.published = 0
@@ -114,6 +126,9 @@ class EventHub:
         """Record and fan out the snapshot, alert and control outputs; returns how many."""
         count = 0
         for topic, _key, value in outputs:
+            if topic == "risk.audit":
+                self._audit_record(value)
+                continue
             kind = EVENT_OF_TOPIC.get(topic)
             if kind is None or not self._first_time(_dedupe_key(topic, value)):
                 continue
@@ -141,6 +156,18 @@ class EventHub:
                 self.alerts.popitem(last=False)
         else:
             self.controls.append(value)
+
+    def _audit_record(self, record: dict[str, Any]) -> None:
+        kind = record.get("kind")
+        if kind not in AUDIT_KINDS or not isinstance(record.get("payload"), dict):
+            return
+        if not self._first_time(_dedupe_key("risk.audit", record)):
+            return
+        if kind == "delivery":
+            self.deliveries.append({**record["payload"], "audit_seq": record.get("seq")})
+            return
+        for listener in list(self.audit_listeners):
+            listener(record)
 
     def history(self, portfolio: str) -> list[dict[str, Any]]:
         return list(self._history.get(portfolio, ()))

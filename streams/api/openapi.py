@@ -110,6 +110,17 @@ SCHEMAS: dict[str, Any] = {
         {"strategy": STR, "trading_state": STR},
         {"inclusion_rate": NULLABLE_NUM, "revert_rate": NULLABLE_NUM, "net_pnl_usd": NUM,
          "drawdown_usd": NUM, "win_rate": NULLABLE_NUM})}}),
+    "Delivery": _obj({"channel": STR, "channel_type": STR,
+                      "outcome": {"type": "string", "enum": ["delivered", "failed", "gave_up"]},
+                      "attempt": INT, "alert_ids": {"type": "array", "items": STR},
+                      "fingerprints": {"type": "array", "items": STR}, "latency_secs": NUM,
+                      "ts_ms": INT, "event_ts_ms": INT, "timestamp": STR, "event_timestamp": STR},
+                     {"max_attempts": INT, "batch_id": STR, "kind": STR,
+                      "event_ids": {"type": "array", "items": STR}, "severity": STR, "status": STR,
+                      "error": NULLABLE_STR, "status_code": {"type": ["integer", "null"]},
+                      "retry_in_secs": NULLABLE_NUM, "audit_seq": {"type": ["integer", "null"]}}),
+    "Deliveries": _obj({"deliveries": {"type": "array", "items": _ref("Delivery")}, "total": INT,
+                        "filters": OBJ}, {"ts_ms": INT}),
     "WhoAmI": _obj({"name": STR, "role": STR, "anonymous": BOOL, "tokens_configured": BOOL}),
 }
 
@@ -158,6 +169,15 @@ ALERT_PARAMS = [
 ]
 
 
+DELIVERY_PARAMS = [
+    _q("channel", STR, "channel name (from the channels file)"),
+    _q("outcome", {"type": "string", "enum": ["delivered", "failed", "gave_up"]}, "outcome"),
+    _q("alert_id", STR, "an alert id or fingerprint the delivery covered"),
+    _q("fingerprint", STR, "an alert fingerprint the delivery covered"),
+    _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "max rows"),
+]
+
+
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/v1/openapi.json": {"get": {"summary": "This document", "x-role": "open",
@@ -184,6 +204,9 @@ def document() -> dict[str, Any]:
             "summary": "Expire a silence", "x-role": "operator",
             "parameters": [{"name": "silence_id", "in": "path", "required": True, "schema": STR}],
             "responses": {"200": _json("Message", "OK"), **_errors(401, 403, 404, 429, 503)}}},
+        "/api/v1/deliveries": {"get": _get(
+            "Notification delivery outcomes of every worker (from risk.audit), newest first",
+            "Deliveries", DELIVERY_PARAMS, not_found=False)},
         "/api/v1/controls": {
             "get": _get("Kill-switch state per scope and recent controls", "Controls", not_found=False),
             "post": _write("HALT, REDUCE or RESUME a scope", "Command", "CommandSent", "admin")},

@@ -197,3 +197,41 @@ def rule_row(rule: Any, errors: Mapping[str, int], last_error: Mapping[str, str]
         "definition_hash": rule.definition_hash,
         "eval_errors": errors.get(rule.name, 0), "last_error": last_error.get(rule.name),
     }
+
+
+# ---- notification deliveries -----------------------------------------------------------
+def delivery_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One delivery outcome (``OutcomeRecord.to_dict()``) with RFC 3339 times added."""
+    row = dict(record)
+    row["timestamp"] = rfc3339(int(record.get("ts_ms") or 0))
+    row["event_timestamp"] = rfc3339(int(record.get("event_ts_ms") or 0))
+    return row
+
+
+def filter_deliveries(records: Iterable[Mapping[str, Any]], *, channel: str | None, outcome: str | None,
+                      alert_id: str | None, fingerprint: str | None, limit: int) -> list[dict[str, Any]]:
+    """Newest first (wall time of the record, then arrival); ``alert_id`` matches an alert id or
+    a fingerprint, ``fingerprint`` only fingerprints.
+
+    >>> recs = [{"channel": "webhook", "outcome": "failed", "alert_ids": ["a1"], "fingerprints": ["f1"],
+    ...          "ts_ms": 1}, {"channel": "webhook", "outcome": "delivered", "alert_ids": ["a1"],
+    ...          "fingerprints": ["f1"], "ts_ms": 2}]
+    >>> [r["outcome"] for r in filter_deliveries(recs, channel="webhook", outcome=None,
+    ...                                          alert_id="f1", fingerprint=None, limit=5)]
+    ['delivered', 'failed']
+    """
+    ordered = sorted(enumerate(records), key=lambda ir: (int(ir[1].get("ts_ms") or 0), ir[0]), reverse=True)
+    out = []
+    for _, r in ordered:
+        if channel and r.get("channel") != channel:
+            continue
+        if outcome and r.get("outcome") != outcome:
+            continue
+        if alert_id and alert_id not in (*(r.get("alert_ids") or ()), *(r.get("fingerprints") or ())):
+            continue
+        if fingerprint and fingerprint not in (r.get("fingerprints") or ()):
+            continue
+        out.append(delivery_row(r))
+        if len(out) >= limit:
+            break
+    return out

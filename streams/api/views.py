@@ -4,6 +4,12 @@ Every route goes through :meth:`ApiService.guard`: rate limit, bearer token, rol
 size, JSON errors. Handlers read the worker's pipeline and the hub; mutations run on
 the pipeline under the host's lock and publish what it returns (alert events, controls
 and audit records, each audit record carrying the actor).
+
+Several workers: an acknowledge/resolve of an alert this worker does not hold is
+forwarded over HTTP to the other workers of the group (the caller's ``Authorization``
+goes along, so the owner checks the same role and audits the same actor); silences
+added or expired on any worker reach every worker through ``risk.audit``
+(:mod:`streams.api.follow`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -25,6 +32,7 @@ from agents.alerts.rules import load_rules
 from streams.api import shape
 from streams.api.auth import ANONYMOUS, Principal, RateLimiter, Role, TokenStore
 from streams.api.config import ApiSettings
+from streams.api.follow import SilenceFollower
 from streams.api.hub import CLOSE, EventHub
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,10 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'se
        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 JSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 MAX_LIMIT = 1_000
+FORWARDED = "X-MevRisk-Forwarded-By"
+"""Set on a request one worker forwards to another: the receiver answers it locally."""
+FORWARD_TIMEOUT_SECS = 10.0
+DELIVERY_OUTCOMES = ("delivered", "failed", "gave_up")
 
 Handler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 
@@ -79,6 +91,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/silences", "list_silences", Role.VIEWER),
     Route("POST", "/api/v1/silences", "add_silence", Role.OPERATOR),
     Route("DELETE", "/api/v1/silences/{silence_id}", "delete_silence", Role.OPERATOR),
+    Route("GET", "/api/v1/deliveries", "list_deliveries", Role.VIEWER),
     Route("GET", "/api/v1/controls", "list_controls", Role.VIEWER),
     Route("POST", "/api/v1/controls", "command", Role.ADMIN),
     Route("GET", "/api/v1/rules", "list_rules", Role.VIEWER),
@@ -140,6 +153,17 @@ def _silence_window(body: dict[str, Any], now_ms: int) -> tuple[int, int]:
     return starts, ends
 
 
+def _tracked_not_owned(pipeline: Any, key: str) -> bool:
+    """Whether this worker tracks the alert (id or fingerprint) of a portfolio or strategy whose
+    input partition it does not own (any more): the owner acts on it, not this copy."""
+    owns = getattr(pipeline, "owns", None)
+    if owns is None:
+        return False
+    state = next((s for s in pipeline.alerts.alerts() if key in (s.id, s.fingerprint)), None)
+    return state is not None and state.scope in ("portfolio", "strategy") and not owns(state.scope,
+                                                                                      state.entity_id)
+
+
 def _str_field(body: dict[str, Any], name: str, *, required: bool = True, max_len: int = 2_000) -> str:
     value = body.get(name)
     if value is None and not required:
@@ -161,6 +185,13 @@ class ApiService:
         self.limiter = RateLimiter(settings.rate_per_sec, settings.rate_burst)
         self._openapi = openapi
         self._assets: dict[str, tuple[bytes, str]] = {}
+        self.peers: Callable[[], list[str]] = list
+        """Base URLs of the other workers of the group (set by ``register_views``)."""
+        self._session: aiohttp.ClientSession | None = None
+        self.follower = SilenceFollower()
+        self._pending_audit: list[dict[str, Any]] = []
+        self._pending_task: asyncio.Task[None] | None = None
+        hub.audit_listeners.append(self.follow_audit)
 
     # ---- the guard every route goes through ---------------------------------------
     def authenticate(self, request: web.Request, needed: Role | None) -> Principal:
@@ -293,6 +324,81 @@ class ApiService:
         record = pipeline.audit.append(kind, payload, pipeline.watermark_ms)
         return ("risk.audit", record["stream"], record)
 
+    # ---- several workers ---------------------------------------------------------------
+    def follow_audit(self, record: dict[str, Any]) -> None:
+        """Apply a silence record of ``risk.audit`` (any worker's) to this worker's alert engine
+        once this worker's clock has reached the event time it was taken at, as the crash-recovery
+        replay does (``schedule_operator``); held back while recovery replays."""
+        pipeline = self.host.pipeline
+        if pipeline is None or record.get("kind") != "silence":
+            return
+        if record.get("stream") != getattr(getattr(pipeline, "audit", None), "stream", "risk"):
+            return
+        self._pending_audit.append(record)
+        self._drain_audit()
+        if self._pending_audit and self._pending_task is None:
+            self._pending_task = asyncio.get_running_loop().create_task(self._drain_later())
+
+    def _drain_audit(self) -> None:
+        pipeline = self.host.pipeline
+        if pipeline is None or self._recovering():
+            return
+        watermark, waiting = pipeline.watermark_ms, []
+        for record in self._pending_audit:
+            if int(record.get("ts_ms", 0)) <= watermark:
+                self.follower.apply(pipeline.alerts, record["payload"])
+            else:
+                waiting.append(record)
+        self._pending_audit = waiting
+
+    async def _drain_later(self) -> None:
+        try:
+            while self._pending_audit:
+                await asyncio.sleep(0.2)
+                self._drain_audit()
+        finally:
+            self._pending_task = None
+
+    async def close(self) -> None:
+        self.hub.close_all()
+        if self._pending_task is not None:
+            self._pending_task.cancel()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _forward(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
+        """Ask the other workers, in URL order, to handle this request; the first answer other
+        than 404 is returned as it is. None: every worker answered 404 (or there is none)."""
+        if request.headers.get(FORWARDED):
+            return None  # forwarded once already: answered here
+        peers = self.peers()
+        if not peers:
+            return None
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_SECS))
+        headers = {"Content-Type": "application/json", FORWARDED: "1"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        silent: list[str] = []
+        for url in peers:
+            try:
+                async with self._session.request(request.method, url + request.path_qs, headers=headers,
+                                                 data=orjson.dumps(body)) as resp:
+                    if resp.status == 404:
+                        continue
+                    return web.Response(body=await resp.read(), status=resp.status,
+                                        content_type=resp.content_type,
+                                        headers={"Cache-Control": "no-store", "X-MevRisk-Answered-By": url,
+                                                 "X-Content-Type-Options": "nosniff"})
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("forwarding %s %s to %s failed: %r", request.method, request.path, url, exc)
+                silent.append(url)
+        if silent:
+            raise ApiError(503, f"not found on this worker, and {', '.join(silent)} did not answer; "
+                                "retry shortly")
+        return None
+
     # ---- dashboard and documents -------------------------------------------------------
     def _asset(self, name: str) -> tuple[bytes, str]:
         if name not in self._assets:
@@ -420,6 +526,7 @@ class ApiService:
             "stream": {"subscribers": self.hub.subscriber_count, "events_published": self.hub.published},
             "last_input_event_ts_ms": getattr(self.host, "last_event_ts_ms", None),
             "consumer_lag": getattr(self.host, "consumer_lag", {}),
+            "peers": self.peers(),
         }
         if model_status is not None:
             body["models"] = model_status
@@ -450,12 +557,18 @@ class ApiService:
         comment = _str_field(body, "comment", required=False)
 
         def change(pipeline: Any) -> list[Any]:
+            if _tracked_not_owned(pipeline, alert_id):
+                raise AlertNotFoundError(f"alert {alert_id!r} belongs to a partition another worker owns")
             fn = pipeline.acknowledge if action == "acknowledge" else pipeline.resolve
             return fn(alert_id, who.name, comment)
 
         try:
             outputs = await self._apply(change)
         except AlertNotFoundError as e:
+            # owned by another worker (its partition), or unknown: the owner answers, else 404
+            forwarded = await self._forward(request, body)
+            if forwarded is not None:
+                return forwarded
             raise ApiError(404, str(e)) from None
         log.info("alert %s %s by %s", alert_id, action, who.name)
         done = "acknowledged" if action == "acknowledge" else "resolved"
@@ -506,6 +619,21 @@ class ApiService:
             raise ApiError(404, f"no silence {silence_id!r}")
         log.info("silence %s deleted by %s", silence_id, who.name)
         return json_response({"message": f"silence {silence_id} expired", "id": silence_id})
+
+    # ---- notification deliveries -------------------------------------------------------
+    async def list_deliveries(self, request: web.Request, who: Principal) -> web.StreamResponse:
+        q = request.query
+        channel, outcome = q.get("channel") or None, q.get("outcome") or None
+        if outcome and outcome not in DELIVERY_OUTCOMES:
+            raise ApiError(400, f"outcome must be one of {', '.join(DELIVERY_OUTCOMES)}")
+        alert_id, fingerprint = q.get("alert_id") or None, q.get("fingerprint") or None
+        limit = _int(q.get("limit"), "limit", 50, 1, MAX_LIMIT)
+        rows = shape.filter_deliveries(self.hub.deliveries, channel=channel, outcome=outcome,
+                                       alert_id=alert_id, fingerprint=fingerprint, limit=limit)
+        return json_response({"deliveries": rows, "total": len(rows),
+                              "filters": {"channel": channel, "outcome": outcome, "alert_id": alert_id,
+                                          "fingerprint": fingerprint, "limit": limit},
+                              "ts_ms": self._watermark()})
 
     # ---- controls ---------------------------------------------------------------------
     async def list_controls(self, request: web.Request, who: Principal) -> web.StreamResponse:
@@ -618,7 +746,7 @@ def build_aiohttp_app(service: ApiService) -> web.Application:
 
 
 async def _close(service: ApiService) -> None:
-    service.hub.close_all()
+    await service.close()
 
 
 def _bind(service: ApiService, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -237,6 +237,19 @@ function renderHealth(h) {
   $("health").replaceChildren(...lines.map((l) => el("div", {}, l)));
 }
 
+const OUTCOME_CLASS = { delivered: "rating-LOW", failed: "rating-MEDIUM", gave_up: "rating-CRITICAL" };
+
+function renderDeliveries(rows) {
+  const body = $("deliveries-table").tBodies[0];
+  body.replaceChildren(...(rows.length ? rows.map((d) => el("tr", { dataset: { outcome: d.outcome, channel: d.channel } },
+    el("td", { title: d.timestamp }, time(d.ts_ms)), el("td", { title: d.channel_type }, d.channel),
+    el("td", { class: OUTCOME_CLASS[d.outcome] || "", title: d.error || "" }, d.outcome),
+    el("td", { class: "num" }, d.attempt + "/" + (d.max_attempts ?? "?")),
+    el("td", { title: (d.alert_ids || []).join(", ") }, (d.alert_ids || []).length + " · " + (d.severity || "")),
+    el("td", { class: "num" }, Math.round(1000 * (d.latency_secs || 0)) + " ms")))
+    : [el("tr", {}, el("td", { colspan: "6", class: "muted" }, "no notification sent yet"))]));
+}
+
 // ---- loading ---------------------------------------------------------------------------
 async function loadRisk() {
   const o = await api(withPortfolio("/api/v1/risk/overview"));
@@ -257,10 +270,12 @@ async function loadAlerts() {
 }
 
 async function loadOps() {
-  const [st, c, h] = await Promise.all([api("/api/v1/strategies"), api("/api/v1/controls"), api("/api/v1/health")]);
+  const [st, c, h, d] = await Promise.all([api("/api/v1/strategies"), api("/api/v1/controls"), api("/api/v1/health"),
+    api("/api/v1/deliveries?limit=12")]);
   if (st.ok) renderStrategies(st.body.strategies);
   if (c.ok) renderControls(c.body);
   if (h.ok) renderHealth(h.body);
+  if (d.ok) renderDeliveries(d.body.deliveries);
 }
 
 function scheduleAlerts() {

@@ -1,29 +1,40 @@
 """The dashboard in Debian's Chromium (Playwright, no browser download) against a real worker
-on a real broker: token entry, live rating during a flash crash, acknowledge by click
-(confirmed through the API), halt a strategy from the page (confirmed through the API)."""
+on a real broker, fed live by the simulator (``mevrisk simulate``'s publish loop, which follows
+``risk.controls``, see ``tests/e2e/live_sim.py``): token entry, live rating during a flash
+crash, acknowledge by click (confirmed through the API), halt a strategy from the page
+(confirmed through the API, then by the simulator: the halted strategy stops opening
+positions and sending bundles while the others carry on)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.settings import REPO_ROOT
 from tests.integration.conftest import Env, Worker, env, start_worker, wait_until  # noqa: F401 - fixtures
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_MS = 1_767_225_600_000
+HALTED_STRATEGY = "jit-univ3"
+WATCH_SECS = 15.0
+"""Wall seconds of simulator output checked after the HALT took effect (75 s of event time)."""
 ADMIN, VIEWER = "e2e-admin-token-0001", "e2e-viewer-token-001"
 TOKENS = {ADMIN: {"role": "admin", "name": "e2e-admin"}, VIEWER: "viewer"}
 ARTIFACTS = REPO_ROOT / "artifacts"
@@ -57,10 +68,53 @@ def api_worker(start_worker) -> Iterator[Worker]:  # noqa: F811 - the imported f
     assert "Traceback" not in log, log[-3000:]
 
 
+async def _records_from_now(where: Env, seconds: float) -> list[tuple[str, dict[str, Any]]]:
+    """(contract topic, value) of what the simulator publishes to mev.positions and
+    mev.strategy.stats during the next ``seconds`` (from the current end of each partition)."""
+    topics = {where.topic(name): name for name in ("mev.positions", "mev.strategy.stats")}
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=where.bootstrap, enable_auto_commit=False)
+    await consumer.start()  # subscribed without a group: its metadata now lists the partitions
+    try:
+        consumer.unsubscribe()
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        assert tps, "the input topics have no partitions"
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)  # pin the start before the clock starts
+        out: list[tuple[str, dict[str, Any]]] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            out.extend((topics[tp.topic], orjson.loads(m.value)) for tp, ms in batch.items() for m in ms)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _assert_simulator_obeys_halt(where: Env, worker: Worker) -> None:
+    """After the HALT: the halted strategy only unwinds (closes) and sends no bundles; a strategy
+    no control halts keeps opening positions and sending bundles."""
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+        records = pool.submit(asyncio.run, _records_from_now(where, WATCH_SECS)).result()
+    states = api(worker, "/api/v1/controls")["states"]
+    halted = {scope for scope, state in states.items() if state == "HALTED"}
+    positions = [v for t, v in records if t == "mev.positions"]
+    stats = [v for t, v in records if t == "mev.strategy.stats"]
+    mine = [p for p in positions if p["strategy"] == HALTED_STRATEGY]
+    assert all(p["action"] == "close" for p in mine), [p for p in mine if p["action"] != "close"][:3]
+    mine_stats = [s for s in stats if s["strategy"] == HALTED_STRATEGY]
+    assert mine_stats, "the halted strategy still reports its (empty) intervals"
+    assert all(s["bundles_submitted"] == 0 for s in mine_stats), mine_stats[:3]
+    free = {p["strategy"] for p in positions
+            if not {"global", f"portfolio:{p['portfolio']}", f"strategy:{p['strategy']}"} & halted}
+    assert free, f"no strategy left trading (halted scopes {halted})"
+    opening = {p["strategy"] for p in positions if p["strategy"] in free and p["action"] == "open"}
+    bidding = {s["strategy"] for s in stats if s["strategy"] in free and s["bundles_submitted"] > 0}
+    assert opening and bidding, (free, opening, bidding)
+
+
 def test_dashboard_live_ack_and_halt(env: Env, api_worker: Worker, tmp_path: Path) -> None:  # noqa: F811
-    recording = tmp_path / "input.jsonl"
-    env.mevrisk("simulate", "--seed", "5", "--rate", "150", "--duration", "100", "--start-ms", str(START_MS),
-                "--incident", "flash-crash@50s/20s", "--record", str(recording))
     ARTIFACTS.mkdir(exist_ok=True)
     url = f"http://127.0.0.1:{api_worker.web_port}/"
     with sync_api.sync_playwright() as pw:
@@ -83,10 +137,13 @@ def test_dashboard_live_ack_and_halt(env: Env, api_worker: Worker, tmp_path: Pat
             new MutationObserver(() => window.__ratings.push(el.textContent))
                 .observe(el, {childList: true, characterData: true, subtree: true});
         }""")
-        # the flash crash plays at 5x real time while the page is open
-        replay = subprocess.Popen([sys.executable, "-m", "streams.cli", "replay", str(recording), "--pace",
-                                   "fast"], cwd=REPO_ROOT, env=env.environ(),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # the simulator runs live at 5x real time while the page is open, following risk.controls
+        sim_log = tmp_path / "simulate.log"
+        simulator = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.live_sim", "--seed", "5", "--rate", "150", "--duration", "1200",
+             "--start-ms", str(START_MS), "--incident", "flash-crash@50s/20s", "--speed", "5"],
+            cwd=REPO_ROOT, env=env.environ(), stdout=subprocess.DEVNULL, stderr=sim_log.open("wb"),
+            start_new_session=True)
         try:
             row = page.wait_for_selector('#alerts-table tr[data-state="firing"] button.ack', timeout=90_000)
             wait_js(page, "new Set(window.__ratings.filter(r => r !== '–')).size >= 2", 90)
@@ -105,13 +162,21 @@ def test_dashboard_live_ack_and_halt(env: Env, api_worker: Worker, tmp_path: Pat
             assert acked[0]["acknowledged_by"] == "e2e-admin"
             page.wait_for_selector(f'#alerts-table tr[data-alert-id="{alert_id}"][data-state="acknowledged"]')
 
-            page.click('#strategies-table tr[data-strategy="jit-univ3"] button.danger')  # confirm(): accepted
-            wait_until(lambda: api(api_worker, "/api/v1/controls")["states"].get("strategy:jit-univ3")
-                       == "HALTED", 20, "the HALT through the API")
-            page.wait_for_selector('#strategies-table tr[data-strategy="jit-univ3"] button:not(.danger)')
+            row_of = f'#strategies-table tr[data-strategy="{HALTED_STRATEGY}"]'
+            page.click(f"{row_of} button.danger")  # confirm(): accepted
+            scope = f"strategy:{HALTED_STRATEGY}"
+            wait_until(lambda: api(api_worker, "/api/v1/controls")["states"].get(scope) == "HALTED", 20,
+                       "the HALT through the API")
+            page.wait_for_selector(f"{row_of} button:not(.danger)")
+            page.wait_for_selector("#deliveries-table tbody tr")  # the Notifications panel (none configured)
             page.screenshot(path=str(ARTIFACTS / "dashboard-after-actions.png"), full_page=True)
+            time.sleep(3)  # the simulator's controls follower reads risk.controls (sub-second)
+            assert simulator.poll() is None, sim_log.read_text(errors="replace")[-2000:]
+            _assert_simulator_obeys_halt(env, api_worker)
         finally:
-            replay.wait(timeout=60)
+            if simulator.poll() is None:
+                simulator.terminate()
+            simulator.wait(timeout=30)
             browser.close()
     assert errors == [], errors
     assert os.path.getsize(ARTIFACTS / "dashboard-after-actions.png") > 10_000

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agents.alerts.engine import AlertEngine
 from agents.alerts.rules import load_rules
+from agents.anomaly.checkpoint import ModelCheckpointer
 from agents.anomaly.models import ModelBundle
 from agents.pipeline import RiskPipeline
 from agents.risk.config import load_risk_config
@@ -27,6 +28,7 @@ class PipelineOptions:
     coalesce_ms: int = 250
     models: bool = True
     model_seed: int = 0
+    model_checkpoint_ms: int = 0  # event time between model checkpoints; 0: none are taken
 
 
 def build_risk_engine(options: PipelineOptions) -> RiskEngine:
@@ -47,4 +49,8 @@ def build_pipeline(options: PipelineOptions) -> RiskPipeline:
         allowed_lateness_ms=options.allowed_lateness_ms,
         coalesce_ms=min(options.coalesce_ms, bar_ms),
         models=ModelBundle(seed=options.model_seed) if options.models else None,
+        checkpoints=(
+            ModelCheckpointer(options.model_checkpoint_ms)
+            if options.models and options.model_checkpoint_ms > 0 else None
+        ),
     )

@@ -30,6 +30,8 @@ import orjson
 
 from agents.alerts.controls import KillSwitch
 from agents.alerts.engine import AlertEngine
+from agents.alerts.rules import RuleError, parse_rules
+from agents.anomaly.checkpoint import ModelCheckpointer
 from agents.anomaly.models import ModelBundle
 from agents.audit.chain import AuditChain
 from agents.risk.engine import RiskEngine
@@ -93,8 +95,18 @@ class RiskPipeline:
     idle_source_secs: float = 5.0
     models: ModelBundle | None = None
     """Online anomaly models (seeded); their scores go into ``snapshot["anomaly"]`` before rules run."""
+    checkpoints: ModelCheckpointer | None = None
+    """Takes the models' checkpoints at bar boundaries (``agents.anomaly.checkpoint``); the host
+    drains ``checkpoints.drain()`` and publishes them."""
     enrichers: list[Any] = field(default_factory=list)
     """Callables ``(snapshot) -> None`` that add fields (e.g. anomaly scores) before rules run."""
+    owned_partitions: frozenset[int] | None = None
+    """Input partitions (of ``mev.positions`` and ``mev.strategy.stats``) this worker owns: it
+    publishes snapshots and alerts only for the portfolios and strategies that arrive there. The
+    others are still tracked (a replay may feed every partition) but stay silent. None: all
+    (one worker, offline replay)."""
+    leader: bool = True
+    """Publishes the market-wide source alerts (every worker tracks source health; one speaks)."""
 
     def __post_init__(self) -> None:
         self._heap: list[tuple[int, int, bytes, str, dict[str, Any]]] = []
@@ -106,6 +118,7 @@ class RiskPipeline:
         self._sources: dict[str, SourceHealth] = {}
         self._strategies: set[str] = set()
         self.latest_snapshots: dict[str, dict[str, Any]] = {}
+        self._home: dict[tuple[str, str], int] = {}  # ("portfolio"|"strategy", name) -> partition
 
     @property
     def watermark_ms(self) -> int:
@@ -121,6 +134,10 @@ class RiskPipeline:
         """
         ts = int(value["ts_ms"])
         source = (topic, partition)
+        if topic == "mev.positions":
+            self._home[("portfolio", value["portfolio"])] = partition
+        elif topic == "mev.strategy.stats":
+            self._home[("strategy", value["strategy"])] = partition
         if wall_s is not None and topic == "mev.market.ticks" and not self._market_seen():
             for waiting, seen in self._source_max.items():
                 if seen is None:  # expected partitions start their idle time with the market
@@ -149,16 +166,24 @@ class RiskPipeline:
     def _market_seen(self) -> bool:
         return any(t == "mev.market.ticks" and ts is not None for (t, _), ts in self._source_max.items())
 
+    def _holds_clock(self, source: tuple[str, int]) -> bool:
+        """Market partitions always count; a partitioned input only where this worker owns it
+        (the replay feeds it the others too, whose newest event would otherwise pin the clock)."""
+        topic, partition = source
+        return topic == "mev.market.ticks" or self.owned_partitions is None or (
+            partition in self.owned_partitions)
+
     def _source_watermark(self, wall_s: float | None) -> int | None:
         if not self._market_seen():
             return None
+        sources = [(source, ts) for source, ts in self._source_max.items() if self._holds_clock(source)]
         active = [
-            ts for source, ts in self._source_max.items()
+            ts for source, ts in sources
             if wall_s is None or wall_s - self._source_wall.get(source, wall_s) < self.idle_source_secs
         ]
         if None in active:
             return None
-        seen = [ts for ts in self._source_max.values() if ts is not None]
+        seen = [ts for _, ts in sources if ts is not None]
         if not seen:
             return None
         return min(active or seen) - self.allowed_lateness_ms  # type: ignore[type-var]
@@ -234,23 +259,33 @@ class RiskPipeline:
 
     # ---- per bar and per coalesce boundary ------------------------------------
     def _close_bar(self, bar_end: int, out: list[Output]) -> None:
+        if self.models is not None and self.checkpoints is not None:
+            # the models hold every event < bar_end; none is taken far behind the input head (replay)
+            self.checkpoints.on_bar(self.models, bar_end, self.bar_ms, head_ms=self._max_ts)
         self.risk.advance(bar_end)
         if self.models is not None:
             self.models.advance(bar_end)
         for portfolio in sorted(self.risk.portfolios):
-            self._snapshot(portfolio, bar_end, out)
+            if self.owns("portfolio", portfolio):
+                self._snapshot(portfolio, bar_end, out)
         self._dirty.clear()
         for strategy in sorted(self._strategies):
-            health = self.risk.strategy_health(strategy, bar_end)
-            self._alerts(self.alerts.evaluate("strategy", strategy, health, bar_end), out)
-        for name in sorted(self._sources):
+            if self.owns("strategy", strategy):
+                health = self.risk.strategy_health(strategy, bar_end)
+                self._alerts(self.alerts.evaluate("strategy", strategy, health, bar_end), out)
+        for name in sorted(self._sources) if self.leader else ():
             context = self._sources[name].context(bar_end)
             self._alerts(self.alerts.evaluate("source", name, context, bar_end), out)
         self._alerts(self.alerts.tick(bar_end), out)
 
+    def owns(self, kind: str, name: str) -> bool:
+        """Whether this worker publishes for the portfolio or strategy ``name`` (``kind``)."""
+        return self.owned_partitions is None or self._home.get((kind, name)) in self.owned_partitions
+
     def _snapshot_dirty(self, ts_ms: int, out: list[Output]) -> None:
         for portfolio in sorted(self._dirty):
-            self._snapshot(portfolio, ts_ms, out)
+            if self.owns("portfolio", portfolio):
+                self._snapshot(portfolio, ts_ms, out)
         self._dirty.clear()
 
     def _snapshot(self, portfolio: str, ts_ms: int, out: list[Output]) -> None:
@@ -308,7 +343,10 @@ class RiskPipeline:
                                         actor, comment)[1]
             if kind == "silence_delete":
                 return self.delete_silence(action["id"], actor)
-        except KeyError:  # the alert it named does not exist in this replay
+            if kind == "rules_reload":
+                ruleset = parse_rules(action["document"], action["source"])
+                return self.reload_rules(ruleset, actor, action["document"])
+        except (KeyError, RuleError):  # the alert it named does not exist in this replay
             self.stats.operator_skipped += 1
             return []
         return []
@@ -339,11 +377,24 @@ class RiskPipeline:
         self._alerts(self.alerts.resolve(alert_id, actor, comment, self.watermark_ms), out)
         return out
 
-    def reload_rules(self, ruleset: Any) -> list[Output]:
+    def reload_rules(self, ruleset: Any, actor: str = "reload", document: Any = None) -> list[Output]:
         """Swap in a compiled rule set; unchanged rules keep their state, alerts of changed or
-        removed rules resolve (and are published and audited like any transition)."""
+        removed rules resolve (and are published and audited like any transition). The reload
+        is audited last (``rules_reload``: actor, counts, names added/removed/changed, and the
+        parsed ``document`` when given, so a replay after a restart reloads the same rules)."""
+        before = {r.name: r.definition_hash for r in self.alerts.ruleset.rules}
         out: list[Output] = []
         self._alerts(self.alerts.reload(ruleset, self.watermark_ms), out)
+        after = {r.name: r.definition_hash for r in ruleset.rules}
+        payload: dict[str, Any] = {
+            "actor": actor, "source": ruleset.source, "rules": len(ruleset),
+            "added": sorted(set(after) - set(before)), "removed": sorted(set(before) - set(after)),
+            "changed": sorted(n for n in set(after) & set(before) if after[n] != before[n]),
+            "ts_ms": self.watermark_ms,
+        }
+        if document is not None:
+            payload["document"] = document
+        out.append(self._audited("rules_reload", payload))
         return out
 
     def command(self, scope: str, command: str, actor: str, reason: str) -> list[Output]:
@@ -389,6 +440,9 @@ def operator_actions(
                             "ts_ms": ts})
         elif kind == "silence" and p.get("action") == "delete":
             actions.append({"kind": "silence_delete", "id": p["id"], "actor": p["actor"], "ts_ms": ts})
+        elif kind == "rules_reload" and "document" in p:
+            actions.append({"kind": "rules_reload", "document": p["document"], "source": p["source"],
+                            "actor": p["actor"], "ts_ms": ts})
         if len(actions) > before:
             actions[-1]["audit_seq"] = int(record["seq"])
     return actions

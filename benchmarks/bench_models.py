@@ -7,6 +7,10 @@ detector, one ``process_one`` = score + conditional learn per tick) and
 forecaster (``observe`` + ``advance`` per snapshot), the VaR forecaster
 (``learn_one`` + 7-bar ``forecast``), the whole bundle per snapshot, the
 Half-Space-Trees alternative and the checkpoint size and time.
+``model_checkpoint_bytes`` / ``model_checkpoint_ms`` / ``model_restore_ms`` are the
+worker's per-part checkpoint (``agents.anomaly.checkpoint``: every part, pickled,
+zlib'd, enveloped) after ``--sim-seconds`` of the simulator through the pure pipeline
+(1 s bars), and the restore of those records into a fresh bundle.
 No broker involved: this measures the pure core (agents/anomaly).
 """
 
@@ -109,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--sim-seconds", type=float, default=900.0,
+                        help="simulated seconds before the per-part model checkpoint (0: skip)")
     args = parser.parse_args()
     n = args.events
     print(f"python={platform.python_version()} machine={platform.machine()} events={n}")
@@ -157,6 +163,43 @@ def main() -> None:
         blob_times.append((time.perf_counter() - t0) * 1000.0)
     print(f"checkpoint_bytes={len(blob)}")
     print(f"checkpoint_roundtrip_ms_median={statistics.median(blob_times):.2f}")
+    if args.sim_seconds > 0:
+        simulator_checkpoint(args.sim_seconds, args.seed)
+
+
+def simulator_checkpoint(seconds: float, seed: int) -> None:
+    """Checkpoint every part of the worker's models after ``seconds`` of simulated operation."""
+    from agents.anomaly.checkpoint import TICKS_KEY, Checkpoint, portfolio_key, restore
+    from agents.assembly import PipelineOptions, build_pipeline
+    from streams.sim.generator import Simulator
+
+    pipeline = build_pipeline(PipelineOptions(bar_ms=1000))
+    for ev in Simulator(seed, T0_MS, 150, seconds):
+        if isinstance(ev.value, dict):
+            pipeline.offer(ev.topic, ev.value)
+    bundle = pipeline.models
+    assert bundle is not None
+    as_of = pipeline.watermark_ms
+    times, restore_times = [], []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        parts = [Checkpoint.take(TICKS_KEY, bundle.tick_state(), as_of)]
+        parts += [Checkpoint.take(portfolio_key(n), m, as_of) for n, m in bundle.portfolios.items()]
+        records = [(c.key, c.to_bytes()) for c in parts]
+        times.append((time.perf_counter() - t0) * 1000.0)
+        t0 = time.perf_counter()
+        report = restore(ModelBundle(seed=0), records)
+        restore_times.append((time.perf_counter() - t0) * 1000.0)
+        assert not report.refused
+    sizes = {key: len(value) for key, value in records}
+    print(f"model_checkpoint_sim_seconds={seconds:.0f} portfolios={len(bundle.portfolios)}")
+    print(f"model_checkpoint_bytes={sum(sizes.values())}")
+    print(f"model_checkpoint_ticks_bytes={sizes[TICKS_KEY]}")
+    print(f"model_checkpoint_portfolio_bytes_max={max(v for k, v in sizes.items() if k != TICKS_KEY)}")
+    print(f"model_checkpoint_ms={statistics.median(times):.1f}")
+    per_portfolio = statistics.median(times) / max(1, len(bundle.portfolios))
+    print(f"model_checkpoint_ms_per_portfolio={per_portfolio:.1f}")
+    print(f"model_restore_ms={statistics.median(restore_times):.1f}")
 
 
 if __name__ == "__main__":

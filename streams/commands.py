@@ -36,6 +36,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             bootstrap=bootstrap, pace=args.pace, speed=args.speed, start_ms=args.start_ms,
             record_path=Path(args.record) if args.record else None,
             controls_topic=CONTROLS if bootstrap else None,
+            topic_prefix=get_settings().topic_prefix,
         )
     )
     print(f"simulate: {stats}", file=sys.stderr)

@@ -5,6 +5,11 @@ from the replicated market feed: a consumer outside the consumer group that read
 every partition of ``mev.market.ticks``, so each worker holds the whole market state
 (DESIGN.md: market state every portfolio needs is replicated to every worker). On
 start the feed rewinds far enough in event time to refill the return windows.
+
+The online models are checkpointed to ``risk.models`` (``streams.model_store``): the
+pipeline takes the due parts at bar boundaries, the host sends them after each call, and
+on start ``recover_pipeline`` restores them before the replay, which then does not learn
+again what they already hold (``agents.anomaly.checkpoint``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ class Pipeline(Protocol):
     @property
     def watermark_ms(self) -> int: ...
 
+    owned_partitions: frozenset[int] | None
+    leader: bool
+
 
 class PipelineHost:
     """Serialises access to the pipeline (one asyncio lock) and sends what it emits."""
@@ -64,12 +72,70 @@ class PipelineHost:
         self.suppressed = 0
         self.consumer_lag: dict[str, int] = {}
         """``topic[partition]`` -> messages the consumer group has not committed yet."""
+        self.checkpoints: Any = None
+        """``streams.model_store.CheckpointPublisher`` (None: model checkpoints are not published)."""
+        self.assignment: frozenset[int] | None = None
+        """Input partitions (positions, strategy stats) the consumer group gave this worker."""
+        self.assigned = asyncio.Event()
+        """Set at the first assignment: recovery waits for it to know what this worker owns."""
+        self.generation = 0
+        """Bumped by every recovery; the market feed rewinds when it changes."""
+        self._recovery: asyncio.Future[None] | None = None
+        self._recoveries = 0
 
-    async def offer(self, topic: str, value: dict[str, Any], partition: int) -> None:
+    def reassign(self, partitions: frozenset[int]) -> None:
+        """A rebalance gave this worker ``partitions``. Before the first recovery this only sets
+        what it will own; afterwards a changed assignment rebuilds the pipeline by replay, so
+        taken-over portfolios start from their full history and lost ones fall silent."""
+        previous, self.assignment = self.assignment, partitions
+        if not self.assigned.is_set():
+            self.assigned.set()
+            return
+        if partitions == previous:
+            return
+        log.warning("assignment changed from %s to %s: rebuilding the pipeline by replay",
+                    sorted(previous or ()), sorted(partitions))
+        self.start_recovery()
+
+    def start_recovery(self) -> asyncio.Future[None]:
+        """(Re)start recovery: a running one is cancelled, since it replays for an old assignment."""
+        self.ready.clear()
+        if self._recovery is not None and not self._recovery.done():
+            self._recovery.cancel()
+        self._recovery = asyncio.ensure_future(self._recover(fresh=self._recoveries > 0))
+        self._recovery.add_done_callback(_crash_on_failure)
+        self._recoveries += 1
+        return self._recovery
+
+    async def _recover(self, *, fresh: bool) -> None:
+        if fresh:  # the pipeline holds state of an older assignment (or of a cancelled replay)
+            from streams.wiring import install_pipeline
+
+            with contextlib.suppress(Exception):
+                await app.producer.flush()  # what the old pipeline sent is in the heads read next
+            async with self._lock:
+                install_pipeline()
+        await recover()
+
+    async def offer(
+        self, topic: str, value: dict[str, Any], partition: int, generation: int | None = None
+    ) -> None:
+        """Offer a live input event; waits while the pipeline is being recovered, and drops the
+        event if it was read for an older ``generation`` (the market feed re-reads after a rebuild)."""
+        if not self.ready.is_set():
+            await self.ready.wait()
+        if generation is not None and generation != self.generation:
+            return
+        await self.replay(topic, value, partition)
+
+    async def replay(self, topic: str, value: dict[str, Any], partition: int) -> None:
+        """Offer an input event now (recovery's replay, and live events once recovered)."""
         self.last_input_wall = time.monotonic()
         self.last_event_ts_ms = max(self.last_event_ts_ms, int(value.get("ts_ms", 0)))
         if self.pipeline is None:
             return
+        if topic == "mev.positions" and self.checkpoints is not None:
+            self.checkpoints.note_position(value["portfolio"], partition)
         async with self._lock:
             outputs = self.pipeline.offer(topic, value, partition, self.last_input_wall)
         await self.publish(outputs)
@@ -81,7 +147,7 @@ class PipelineHost:
 
     async def poll(self) -> None:
         """Let partitions that went idle stop holding the watermark back."""
-        if self.pipeline is None:
+        if self.pipeline is None or not self.ready.is_set():
             return
         async with self._lock:
             outputs = self.pipeline.poll(time.monotonic())
@@ -89,7 +155,7 @@ class PipelineHost:
 
     async def heartbeat(self, idle_secs: float) -> None:
         """Advance the engine clock by the idle wall time when no input arrived for ``idle_secs``."""
-        if self.pipeline is None:
+        if self.pipeline is None or not self.ready.is_set():
             return
         idle = time.monotonic() - self.last_input_wall
         if idle < idle_secs or self.last_event_ts_ms == 0:
@@ -99,6 +165,11 @@ class PipelineHost:
         await self.publish(outputs)
 
     async def publish(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        checkpointer = getattr(self.pipeline, "checkpoints", None)
+        if checkpointer is not None and checkpointer.pending:
+            taken = checkpointer.drain()  # pickled under the lock by the pipeline call; sent outside it
+            if self.checkpoints is not None:
+                await self.checkpoints.publish(taken)
         sent = []
         for topic_name, key, value in outputs:
             if self.heads is not None and self.heads.already_published(topic_name, value):
@@ -130,6 +201,18 @@ class PipelineHost:
             metrics.PIPELINE_EVENTS.labels("late_ticks").set(self.pipeline.risk.bars.late_ticks)
 
 
+def _crash_on_failure(recovery: asyncio.Future[None]) -> None:
+    """A recovery that failed (not one cancelled by a newer rebalance) stops the worker loudly."""
+    if recovery.cancelled() or recovery.exception() is None:
+        return
+    error = recovery.exception()
+    log.error("pipeline recovery failed: %r", error)
+    _crashes.append(asyncio.ensure_future(app.crash(error)))  # type: ignore[arg-type]
+
+
+_crashes: list[asyncio.Future[None]] = []
+
+
 host = PipelineHost()
 
 
@@ -143,19 +226,38 @@ async def _rewind(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], 
 
 @app.task
 async def recover_pipeline() -> None:
-    """Replay the partitioned inputs below the committed offsets, then open the input agents."""
+    """Once the group assigned this worker its partitions, replay and open the input agents."""
+    await host.assigned.wait()
+    if host._recovery is None:  # a rebalance may have started it already
+        host.start_recovery()
+
+
+async def recover() -> None:
+    """Replay the partitioned inputs below the committed offsets into the host's pipeline (every
+    partition: the state is whole; outputs only for the owned ones), then set ``host.ready``."""
     from streams.recovery import bootstrap_inputs, read_output_heads, schedule_operator_actions
+    from streams.topics import POSITIONS
 
     settings = get_settings()
     started = time.monotonic()
+    if host.pipeline is not None and host.assignment is not None:
+        host.pipeline.owned_partitions = host.assignment
+        host.pipeline.leader = 0 in host.assignment  # market-wide alerts: the owner of partition 0
+        log.info("recovering for %s partitions %s", POSITIONS, sorted(host.assignment))
+    models = getattr(host.pipeline, "models", None)
+    if models is not None and settings.model_restore:
+        from streams.model_store import restore_models
+
+        await restore_models(settings.kafka_bootstrap_servers, models)  # before any event is offered
     host.heads = await read_output_heads(settings.kafka_bootstrap_servers)
     if host.pipeline is not None and not host.heads.empty:
         await schedule_operator_actions(settings.kafka_bootstrap_servers, host.pipeline)
-    replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.offer)
+    replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay)
+    host.generation += 1
     host.ready.set()
     log.warning(
         "recovery: replayed %d partitioned input records in %.1fs; output heads %s",
-        replayed, time.monotonic() - started, host.heads.max_ts,
+        replayed, time.monotonic() - started, host.heads.newest(),
     )
 
 
@@ -163,7 +265,6 @@ async def recover_pipeline() -> None:
 async def replicate_market_feed() -> None:
     """Read every partition of the ticks topic (no consumer group) into this worker's pipeline."""
     settings = get_settings()
-    await host.ready.wait()  # recovered positions are buffered first, so the market cannot outrun them
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,
@@ -180,24 +281,40 @@ async def replicate_market_feed() -> None:
             if not partitions:
                 await asyncio.sleep(1.0)
         consumer.assign(partitions)
-        await _rewind(consumer, partitions, settings.market_replay_messages)
-        if host.pipeline is not None:
-            now = time.monotonic()
-            for tp in partitions:
-                host.pipeline.expect("mev.market.ticks", tp.partition, now)
-            # partitions this worker may own: those it does not own fall idle and stop counting
-            for topic in ("mev.positions", "mev.strategy.stats"):
-                for partition in range(settings.topic_partitions):
-                    host.pipeline.expect(topic, partition, now)
-        async for message in consumer:
-            try:
-                tick = validate_bytes(contract_topic(MARKET_TICKS), message.value)
-            except ContractError:
-                continue  # screen_ticks DLQs it once per consumer group
-            await host.offer("mev.market.ticks", tick, message.partition)
+        while True:  # one pass per recovery: a rebuilt pipeline needs the market again
+            await host.ready.wait()  # recovered positions are buffered first: the market cannot outrun them
+            generation = host.generation
+            await _rewind(consumer, partitions, settings.market_replay_messages)
+            if host.pipeline is not None:
+                now = time.monotonic()
+                for tp in partitions:
+                    host.pipeline.expect("mev.market.ticks", tp.partition, now)
+                # partitions this worker may own: those it does not own fall idle and stop counting
+                for topic in ("mev.positions", "mev.strategy.stats"):
+                    for partition in range(settings.topic_partitions):
+                        host.pipeline.expect(topic, partition, now)
+            while generation == host.generation:  # until a rebuild asks for the market again
+                batch = await consumer.getmany(timeout_ms=500)
+                for message in (m for messages in batch.values() for m in messages):
+                    try:
+                        tick = validate_bytes(contract_topic(MARKET_TICKS), message.value)
+                    except ContractError:
+                        continue  # screen_ticks DLQs it once per consumer group
+                    await host.offer("mev.market.ticks", tick, message.partition, generation)
+                    if generation != host.generation:
+                        break
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
+
+
+@app.on_partitions_assigned.connect
+async def on_partitions_assigned(sender: Any, assigned: set[TopicPartition], **_: Any) -> None:
+    """Tell the host which input partitions are now this worker's (may rebuild its pipeline)."""
+    from streams.topics import POSITIONS, STRATEGY_STATS
+
+    inputs = {contract_topic(POSITIONS), contract_topic(STRATEGY_STATS)}
+    host.reassign(frozenset(tp.partition for tp in assigned if contract_topic(tp.topic) in inputs))
 
 
 @app.timer(interval=1.0)

@@ -8,7 +8,11 @@ re-reads the ticks. The outputs this regenerates carry the same deterministic id
 before; ``OutputHeads`` (read from the tails of the output topics) tells which of them
 were already published, so a restart loses no alert and publishes none twice.
 Exactness needs the inputs since the first event to be retained; the ticks window is
-``MEVRISK_MARKET_REPLAY_MESSAGES`` per partition.
+``MEVRISK_MARKET_REPLAY_MESSAGES`` per partition. The online models are the exception:
+they are restored from their checkpoints on ``risk.models`` before the replay
+(``streams.model_store``), and the replay only teaches them the events after each
+checkpoint's ``as_of_ms`` (``agents.anomaly.checkpoint``), so for them the window need
+only reach back to the last checkpoint.
 """
 
 from __future__ import annotations
@@ -31,11 +35,14 @@ TAIL_RECORDS = 20_000
 
 @dataclass
 class OutputHeads:
-    """The newest published output per topic: records older than the head are published;
-    at the head's own event time, the ids seen decide."""
+    """The newest published output per topic and entity (portfolio, fingerprint, scope):
+    records older than their entity's head are published; at the head's own event time, the
+    ids seen decide. Per entity, not per topic, because several workers publish to one topic:
+    a worker taking over a dead worker's portfolios must publish what the dead one had not,
+    although its own outputs on the same topic are newer."""
 
-    max_ts: dict[str, int] = field(default_factory=dict)
-    ids_at_max: dict[str, set[str]] = field(default_factory=dict)
+    max_ts: dict[tuple[str, str], int] = field(default_factory=dict)
+    ids_at_max: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     audit_seq: dict[str, int] = field(default_factory=dict)
     audit_last: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The newest audit record per chain, to continue a chain the pipeline does not replay."""
@@ -48,25 +55,43 @@ class OutputHeads:
                 self.audit_last[stream] = value
             return
         ts = int(value.get("ts_ms", 0))
-        head = self.max_ts.get(topic)
+        entity = (topic, output_entity(topic, value))
+        head = self.max_ts.get(entity)
         if head is None or ts > head:
-            self.max_ts[topic] = ts
-            self.ids_at_max[topic] = {output_id(topic, value)}
+            self.max_ts[entity] = ts
+            self.ids_at_max[entity] = {output_id(topic, value)}
         elif ts == head:
-            self.ids_at_max[topic].add(output_id(topic, value))
+            self.ids_at_max[entity].add(output_id(topic, value))
 
     def already_published(self, topic: str, value: dict[str, Any]) -> bool:
         if topic == "risk.audit":
             return int(value["seq"]) <= self.audit_seq.get(str(value["stream"]), -1)
-        head = self.max_ts.get(topic)
+        entity = (topic, output_entity(topic, value))
+        head = self.max_ts.get(entity)
         if head is None:
             return False
         ts = int(value.get("ts_ms", 0))
-        return ts < head or (ts == head and output_id(topic, value) in self.ids_at_max[topic])
+        return ts < head or (ts == head and output_id(topic, value) in self.ids_at_max[entity])
 
     @property
     def empty(self) -> bool:
         return not self.max_ts and not self.audit_seq
+
+    def newest(self) -> dict[str, int]:
+        """The newest event time published per topic (for logs)."""
+        out: dict[str, int] = {}
+        for (topic, _), ts in self.max_ts.items():
+            out[topic] = max(ts, out.get(topic, ts))
+        return out
+
+
+def output_entity(topic: str, value: dict[str, Any]) -> str:
+    """What an output is about, the unit its event times are ordered in (also its record key)."""
+    if topic == "risk.alerts":
+        return str(value["fingerprint"])
+    if topic == "risk.controls":
+        return str(value["scope"])
+    return str(value.get("portfolio"))
 
 
 def output_id(topic: str, value: dict[str, Any]) -> str:

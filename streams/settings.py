@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     idle_source_secs: float = 5.0
     """Wall seconds after which a silent input partition stops holding the watermark back."""
     snapshot_coalesce_ms: int = 250
+    model_checkpoint_secs: float = 300.0
+    """Seconds of event time between checkpoints of the online models to ``risk.models``; 0: none."""
+    model_restore: bool = True
+    """Restore the online models from ``risk.models`` at start (false: they start cold)."""
     worker_log_level: str = "warn"
 
 

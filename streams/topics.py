@@ -18,7 +18,10 @@ class TopicSpec:
     partitions: int | None = None  # None: the settings' default
 
     def config(self) -> dict[str, str]:
-        config = {"max.message.bytes": "2097152"}
+        # Retention and segment rolling count from arrival at the broker. Event time lives in the
+        # payload's ts_ms; a replay of old events (record timestamps months back) must not make
+        # the broker delete the inputs that crash recovery and takeover re-read.
+        config = {"max.message.bytes": "2097152", "message.timestamp.type": "LogAppendTime"}
         if self.compacted:
             config["cleanup.policy"] = "compact"
         if self.infinite_retention:
@@ -38,6 +41,7 @@ ALERTS = f"{_prefix}risk.alerts"
 CONTROLS = f"{_prefix}risk.controls"
 AUDIT = f"{_prefix}risk.audit"
 DLQ = f"{_prefix}risk.dlq"
+MODELS = f"{_prefix}risk.models"
 
 TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(MARKET_TICKS),
@@ -48,6 +52,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(CONTROLS, compacted=True),
     TopicSpec(AUDIT, infinite_retention=True, partitions=1),
     TopicSpec(DLQ),
+    TopicSpec(MODELS, compacted=True),  # model checkpoints: zlib'd pickles, ~300 kB per portfolio
 )
 INPUT_TOPICS = (MARKET_TICKS, POSITIONS, STRATEGY_STATS)
 
@@ -80,3 +85,4 @@ alerts_topic = _topic(TOPIC_SPECS[4])
 controls_topic = _topic(TOPIC_SPECS[5])
 audit_topic = _topic(TOPIC_SPECS[6])
 dlq_topic = _topic(TOPIC_SPECS[7])
+models_topic = _topic(TOPIC_SPECS[8])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from agents.assembly import PipelineOptions, build_pipeline
 from agents.pipeline import RiskPipeline
 from streams.host import host
+from streams.model_store import CheckpointPublisher, owns_positions_partition
 from streams.settings import Settings, get_settings
-from streams.topics import alerts_topic, audit_topic, controls_topic, snapshots_topic
+from streams.topics import alerts_topic, audit_topic, controls_topic, models_topic, snapshots_topic
 
 
 def pipeline_options(settings: Settings) -> PipelineOptions:
@@ -15,6 +16,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         bar_ms=settings.bar_ms,
         allowed_lateness_ms=settings.allowed_lateness_ms,
         coalesce_ms=settings.snapshot_coalesce_ms,
+        model_checkpoint_ms=int(settings.model_checkpoint_secs * 1000),
     )
 
 
@@ -30,4 +32,5 @@ def install_pipeline(settings: Settings | None = None) -> RiskPipeline:
     pipeline = build_pipeline(pipeline_options(settings))
     pipeline.idle_source_secs = settings.idle_source_secs
     host.pipeline = pipeline
+    host.checkpoints = CheckpointPublisher(models_topic, owns_positions_partition)
     return pipeline

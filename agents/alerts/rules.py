@@ -543,6 +543,11 @@ def _read_yaml(path: Path) -> Any:
         raise RuleError(f"{path}: invalid YAML: {e}") from None
 
 
+def read_rules_document(path: str | Path = DEFAULT_RULES_PATH) -> Any:
+    """The parsed YAML of a rules file (what a reload audits, so a replay can compile it again)."""
+    return _read_yaml(Path(path))
+
+
 def load_rules(path: str | Path = DEFAULT_RULES_PATH) -> RuleSet:
     """Load and compile a rules file. On any problem raise :class:`RuleError`."""
     p = Path(path)

@@ -6,12 +6,21 @@ forecaster, VaR forecaster). The agent feeds it ticks, snapshots, alerts and the
 watermark; it returns plain dicts ready for snapshots, Prometheus and the API.
 
 Checkpoints: :meth:`ModelBundle.state_bytes` = ``MAGIC + version (uint16 BE) +
-pickle``. :meth:`ModelBundle.from_state_bytes` checks magic and version *before*
-unpickling and raises :class:`~agents.anomaly.errors.ModelStateError` with a clear
-message otherwise. Pickle is only ever read from the service's own changelog /
-compacted topic, never from producers. Bump :data:`STATE_VERSION` whenever a
-model's attributes change incompatibly; an old checkpoint is then refused and the
-models start cold (the agent logs it) rather than running on garbled state.
+pickle`` (the whole bundle, for tests and tools). The worker checkpoints by part
+instead (:mod:`agents.anomaly.checkpoint`): :meth:`ModelBundle.tick_state` (market-wide)
+and each :class:`PortfolioModels`, restored with :meth:`ModelBundle.install_ticks` /
+:meth:`ModelBundle.install_portfolio` together with the event time ``as_of_ms`` they
+include everything up to. Events at or before a part's ``as_of_ms`` then no longer
+update that part (a replay after a restart must not learn them twice): ticks are
+scored without learning, snapshots get a score-only block (:meth:`ModelBundle.on_snapshot`)
+and alerts and watermarks at or before it are ignored.
+
+:meth:`ModelBundle.from_state_bytes` checks magic and version *before* unpickling
+and raises :class:`~agents.anomaly.errors.ModelStateError` with a clear message
+otherwise. Pickle is only ever read from the service's own changelog / compacted
+topic, never from producers. Bump :data:`STATE_VERSION` whenever a model's
+attributes change incompatibly; an old checkpoint is then refused and the models
+start cold (the agent logs it) rather than running on garbled state.
 
 Seed API fields (``GET /api/v1/predictions``) come from :func:`anomaly_detection`
 and :func:`risk_classification`.
@@ -27,10 +36,11 @@ from typing import Any
 from agents.anomaly.errors import ModelStateError
 from agents.anomaly.forecast import RISK_LEVELS, AlertForecaster
 from agents.anomaly.portfolio import PortfolioAnomalyScorer, PortfolioScore, snapshot_features
-from agents.anomaly.ticks import TickAnomalyDetector, TickScore
+from agents.anomaly.ticks import TickAnomalyDetector, TickScore, tick_key
 from agents.anomaly.varcast import VarForecaster
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2: per-part checkpoints (``PortfolioModels.predictions`` / ``as_of_ms``, ``tick_predictions``)."""
 MAGIC = b"MEVRISK-ML\x00"
 _HEADER = struct.Struct(">H")
 
@@ -99,6 +109,13 @@ class PortfolioModels:
         self.recent_flags: deque[bool] = deque(maxlen=recent)
         self.recent_levels: deque[str] = deque(maxlen=recent)
         self.last: dict[str, Any] | None = None
+        self.predictions = 0
+        self.as_of_ms: int | None = None
+        """Restored from a checkpoint that includes every event up to this event time."""
+
+    def covers(self, ts_ms: Any) -> bool:
+        """True when a restored checkpoint already includes event time ``ts_ms``."""
+        return self.as_of_ms is not None and isinstance(ts_ms, int) and ts_ms <= self.as_of_ms
 
 
 class ModelBundle:
@@ -129,13 +146,23 @@ class ModelBundle:
         self.portfolios: OrderedDict[str, PortfolioModels] = OrderedDict()
         self.recent_tick_flags: deque[bool] = deque(maxlen=recent)
         self.total_predictions = 0
+        self.tick_predictions = 0
+        self.ticks_as_of_ms: int | None = None
+        """Tick models restored from a checkpoint that includes every tick up to this event time."""
 
     # -- inputs -------------------------------------------------------------------------
     def on_tick(self, tick: dict[str, Any]) -> TickScore:
+        """Score ``tick`` and learn it, unless a restored checkpoint already includes it
+        (``ts_ms <= ticks_as_of_ms``): then it is only scored, and nothing is counted."""
+        if self.ticks_as_of_ms is not None and tick.get("ts_ms", 0) <= self.ticks_as_of_ms:
+            key, score = tick_key(tick), self.ticks.score_one(tick)
+            warm = self.ticks.is_warm_key(key)
+            return TickScore(key, score, warm and score >= self.ticks.threshold, warm, False, {})
         result = self.ticks.process_one(tick)
         if result.is_warm:
             self.recent_tick_flags.append(result.is_anomaly)
         self.total_predictions += 1
+        self.tick_predictions += 1
         return result
 
     def portfolio(self, name: str) -> PortfolioModels:
@@ -157,24 +184,41 @@ class ModelBundle:
     def on_snapshot(self, portfolio: str, snapshot: dict[str, Any]) -> dict[str, Any]:
         """Score a risk snapshot; returns the ``ml`` block to attach to it.
 
-        ``snapshot["ts_ms"]`` is the event time used for the alert forecast.
+        ``snapshot["ts_ms"]`` is the event time used for the alert forecast. A snapshot at or
+        before the portfolio's restored ``as_of_ms`` (replayed after a restart; it was published
+        before the crash) is scored by the restored models without learning: the block returned
+        for it is what those models say now, not necessarily what was published then.
         """
         models = self.portfolio(portfolio)
+        ts_ms = snapshot.get("ts_ms")
+        has_var = any(k in snapshot for k in ("var_95", "var_95_usd"))
+        if models.covers(ts_ms):
+            peeked = models.anomaly.peek_one(snapshot)
+            p_alert = models.forecaster.score_one(peeked.features)
+            return self._ml_block(models, peeked, p_alert, has_var)
         scored: PortfolioScore = models.anomaly.process_one(snapshot)
         features = snapshot_features(snapshot)
-        ts_ms = snapshot.get("ts_ms")
         p_alert = models.forecaster.score_one(features)
         if isinstance(ts_ms, int):
             p_alert = models.forecaster.observe(ts_ms, features)
-        has_var = any(k in snapshot for k in ("var_95", "var_95_usd"))
         if has_var:
             models.varcast.learn_one(snapshot)
-        detection = anomaly_detection(scored.score, warm=scored.is_warm, threshold=models.anomaly.threshold)
-        classification = risk_classification(models.forecaster.level_probabilities(features))
+        out = self._ml_block(models, scored, p_alert, has_var)
         if scored.is_warm:
             models.recent_flags.append(scored.is_anomaly)
-            models.recent_levels.append(detection["risk_level"])
-        out = {
+            models.recent_levels.append(out["anomaly_detection"]["risk_level"])
+        models.last = out
+        models.predictions += 1
+        self.total_predictions += 1
+        return out
+
+    def _ml_block(
+        self, models: PortfolioModels, scored: PortfolioScore, p_alert: float, has_var: bool
+    ) -> dict[str, Any]:
+        features = scored.features
+        detection = anomaly_detection(scored.score, warm=scored.is_warm, threshold=models.anomaly.threshold)
+        classification = risk_classification(models.forecaster.level_probabilities(features))
+        return {
             "portfolio_score": scored.score,
             "portfolio_is_anomaly": scored.is_anomaly,
             "portfolio_warm": scored.is_warm,
@@ -186,16 +230,50 @@ class ModelBundle:
             "anomaly_detection": detection,
             "risk_classification": classification,
         }
-        models.last = out
-        self.total_predictions += 1
-        return out
 
     def on_alert(self, portfolio: str, ts_ms: int, severity: str) -> None:
-        self.portfolio(portfolio).forecaster.record_alert(ts_ms, severity)
+        models = self.portfolio(portfolio)
+        if not models.covers(ts_ms):
+            models.forecaster.record_alert(ts_ms, severity)
 
     def advance(self, watermark_ms: int) -> int:
-        """Advance every forecaster's watermark; returns the number of labels learned."""
-        return sum(m.forecaster.advance(watermark_ms) for m in self.portfolios.values())
+        """Advance every forecaster's watermark (except where a restored checkpoint already
+        includes ``watermark_ms``); returns the number of labels learned."""
+        return sum(
+            m.forecaster.advance(watermark_ms) for m in self.portfolios.values() if not m.covers(watermark_ms)
+        )
+
+    # -- checkpoint parts ---------------------------------------------------------------
+    def tick_state(self) -> dict[str, Any]:
+        """The market-wide part (identical on every worker): tick detector and its counters."""
+        return {
+            "ticks": self.ticks,
+            "recent_tick_flags": self.recent_tick_flags,
+            "tick_predictions": self.tick_predictions,
+        }
+
+    def install_ticks(self, state: dict[str, Any], as_of_ms: int) -> None:
+        """Adopt a checkpointed :meth:`tick_state` that includes every tick up to ``as_of_ms``."""
+        if not isinstance(state, dict) or not isinstance(state.get("ticks"), TickAnomalyDetector):
+            raise ModelStateError("tick checkpoint does not hold a TickAnomalyDetector")
+        flags, count = state["recent_tick_flags"], int(state["tick_predictions"])
+        self.ticks, self.recent_tick_flags, self.tick_predictions = state["ticks"], flags, count
+        self.ticks_as_of_ms = as_of_ms
+        self._recount()
+
+    def install_portfolio(self, name: str, models: PortfolioModels, as_of_ms: int) -> None:
+        """Adopt a checkpointed :class:`PortfolioModels` that includes every event up to ``as_of_ms``."""
+        if not isinstance(models, PortfolioModels):
+            raise ModelStateError(f"portfolio checkpoint holds {type(models).__name__}, not PortfolioModels")
+        models.as_of_ms = as_of_ms
+        self.portfolios[name] = models
+        self.portfolios.move_to_end(name)
+        if len(self.portfolios) > self.max_portfolios:
+            self.portfolios.popitem(last=False)
+        self._recount()
+
+    def _recount(self) -> None:
+        self.total_predictions = self.tick_predictions + sum(m.predictions for m in self.portfolios.values())
 
     def predictions(self, portfolio: str) -> dict[str, Any] | None:
         """Last seed-shaped predictions for ``portfolio`` (None before its first snapshot)."""

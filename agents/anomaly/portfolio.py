@@ -134,8 +134,8 @@ class PortfolioAnomalyScorer:
         """Learn ``snapshot`` unless it is flagged (see the module docstring)."""
         self.process_one(snapshot)
 
-    def process_one(self, snapshot: dict[str, Any]) -> PortfolioScore:
-        """Score, then learn unless flagged; returns the full outcome."""
+    def peek_one(self, snapshot: dict[str, Any]) -> PortfolioScore:
+        """What ``process_one`` would return, without learning or counting (``learned`` False)."""
         features = snapshot_features(snapshot)
         scored = self._scored(features)
         top = None
@@ -146,7 +146,14 @@ class PortfolioAnomalyScorer:
         else:
             score = self.detector.score_one(scored)
         warm = self.is_warm
-        flagged = warm and score >= self.threshold
+        return PortfolioScore(score, warm and score >= self.threshold, warm, False, top, features)
+
+    def process_one(self, snapshot: dict[str, Any]) -> PortfolioScore:
+        """Score, then learn unless flagged; returns the full outcome."""
+        peeked = self.peek_one(snapshot)
+        features, score, warm, top = peeked.features, peeked.score, peeked.is_warm, peeked.top_feature
+        scored = self._scored(features)
+        flagged = peeked.is_anomaly
         self.n_seen += 1
         self._flag_run = self._flag_run + 1 if flagged else 0
         self.n_flagged += flagged

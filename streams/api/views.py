@@ -28,7 +28,7 @@ from aiohttp import web
 
 from agents.alerts.controls import COMMANDS
 from agents.alerts.errors import AlertNotFoundError, AlertsError, RuleError
-from agents.alerts.rules import load_rules
+from agents.alerts.rules import parse_rules, read_rules_document
 from streams.api import shape
 from streams.api.auth import ANONYMOUS, Principal, RateLimiter, Role, TokenStore
 from streams.api.config import ApiSettings
@@ -664,23 +664,21 @@ class ApiService:
                               "inhibit_rules": len(engine.ruleset.inhibit_rules)})
 
     async def reload_rules(self, request: web.Request, who: Principal) -> web.StreamResponse:
+        def read() -> tuple[Any, Any]:
+            document = read_rules_document(self.rules_path)
+            return document, parse_rules(document, str(self.rules_path))
+
         try:
-            ruleset = await asyncio.get_running_loop().run_in_executor(None, load_rules, self.rules_path)
+            document, ruleset = await asyncio.get_running_loop().run_in_executor(None, read)
         except RuleError as e:
             problems = [p for p in str(e).splitlines() if p.strip()]
             raise ApiError(400, "the rules file is invalid; the current rules stay in force",
                            problems=problems) from None
 
         def change(pipeline: Any) -> list[Any]:
-            before = {r.name: r.definition_hash for r in pipeline.alerts.ruleset.rules}
-            out: list[Any] = list(pipeline.reload_rules(ruleset))
-            after = {r.name: r.definition_hash for r in ruleset.rules}
-            summary = {"added": sorted(set(after) - set(before)),
-                       "removed": sorted(set(before) - set(after)),
-                       "changed": sorted(n for n in set(after) & set(before) if after[n] != before[n])}
-            result.update(summary)
-            out.append(self._audit(pipeline, "rules_reload", {"actor": who.name, "source": ruleset.source,
-                                                              "rules": len(ruleset), **summary}))
+            out: list[Any] = list(pipeline.reload_rules(ruleset, who.name, document))
+            audited = out[-1][2]["payload"]  # the rules_reload record, last
+            result.update({k: audited[k] for k in ("added", "removed", "changed")})
             return out
 
         result: dict[str, Any] = {}

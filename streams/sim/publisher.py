@@ -212,8 +212,10 @@ async def run_simulation(*, seed: int, rate_eps: float, duration_s: float | None
                          pace: Pace = "realtime", speed: float = 1.0,
                          start_ms: int | None = None, record_path: Path | None = None,
                          controls_topic: str | None = CONTROLS,
-                         config: SimConfig | None = None) -> PublishStats:
+                         config: SimConfig | None = None, topic_prefix: str = "") -> PublishStats:
     """Simulate and publish to `bootstrap` and/or record to `record_path` (JSON lines).
+
+    `topic_prefix` goes before each topic it publishes to (the recording keeps contract names).
 
     Without `bootstrap` nothing is published: the run only records, as fast as it can.
     `start_ms` defaults to the current wall clock (the only wall-clock read).
@@ -232,6 +234,8 @@ async def run_simulation(*, seed: int, rate_eps: float, duration_s: float | None
         events: Iterable[Event] = sim
         if record_path is not None:
             events = _tee(sim, stack.enter_context(open(record_path, "wb")))
+        if topic_prefix:
+            events = (ev._replace(topic=topic_prefix + ev.topic) for ev in events)
         return await publish(events, bootstrap, pace, speed=speed,
                              controls_topic=controls_topic, on_control=sim.apply_control)
 

@@ -1,6 +1,6 @@
 """The dashboard in Debian's Chromium (Playwright, no browser download) against a real worker
-on a real broker, fed live by the simulator (``mevrisk simulate``'s publish loop, which follows
-``risk.controls``, see ``tests/e2e/live_sim.py``): token entry, live rating during a flash
+on a real broker, fed live by ``mevrisk simulate`` (which follows ``risk.controls``): token
+entry, live rating during a flash
 crash, acknowledge by click (confirmed through the API), halt a strategy from the page
 (confirmed through the API, then by the simulator: the halted strategy stops opening
 positions and sending bundles while the others carry on)."""
@@ -140,8 +140,9 @@ def test_dashboard_live_ack_and_halt(env: Env, api_worker: Worker, tmp_path: Pat
         # the simulator runs live at 5x real time while the page is open, following risk.controls
         sim_log = tmp_path / "simulate.log"
         simulator = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.live_sim", "--seed", "5", "--rate", "150", "--duration", "1200",
-             "--start-ms", str(START_MS), "--incident", "flash-crash@50s/20s", "--speed", "5"],
+            [sys.executable, "-m", "streams.cli", "simulate", "--seed", "5", "--rate", "150", "--duration",
+             "1200", "--start-ms", str(START_MS), "--incident", "flash-crash@50s/20s", "--pace", "realtime",
+             "--speed", "5"],
             cwd=REPO_ROOT, env=env.environ(), stdout=subprocess.DEVNULL, stderr=sim_log.open("wb"),
             start_new_session=True)
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
+from agents.alerts.rules import DEFAULT_RULES_PATH, parse_rules, read_rules_document
 from agents.assembly import PipelineOptions, build_pipeline
 from agents.pipeline import RiskPipeline, operator_actions
 from streams.sim.generator import Simulator
@@ -111,15 +113,64 @@ def test_operator_actions_replay_from_the_audit_trail(events) -> None:
                                       live.watermark_ms + 60_000, "oncall-1", "test")
     outputs.extend(silence_out)
     outputs.extend(live.command("strategy:jit-univ3", "HALT", "oncall-1", "manual"))
+    document = read_rules_document(DEFAULT_RULES_PATH)  # the acknowledged alert's rule is dropped
+    document["rules"] = [r for r in document["rules"] if r["name"] != firing[0].rule]
+    reloaded = live.reload_rules(parse_rules(document, "edited.yaml"), "admin-1", document)
+    assert any(v.get("resolved_by") == "reload" for t, _, v in reloaded if t == "risk.alerts")
+    outputs.extend(reloaded)
     for topic, value in events[cut:]:
         outputs.extend(live.offer(topic, value))
     outputs.extend(live.drain())
 
     audit = [v for t, _, v in outputs if t == "risk.audit"]
-    assert [a["kind"] for a in operator_actions(audit)] == ["acknowledge", "silence_add", "command"]
+    kinds = ["acknowledge", "silence_add", "command", "rules_reload"]
+    assert [a["kind"] for a in operator_actions(audit)] == kinds
     replayed = build_pipeline(OPTIONS)
     for action in operator_actions(audit):
         replayed.schedule_operator(action)
     again = _run(replayed, events)
     assert [v for t, _, v in again if t == "risk.audit"] == audit
     assert [v for t, _, v in again if t == "risk.alerts"] == [v for t, _, v in outputs if t == "risk.alerts"]
+
+
+def _partitioned(events: list[tuple[str, dict]]) -> Iterator[tuple[str, dict, int]]:
+    """Portfolio alpha and its strategies on partition 0, everything else on partition 1."""
+    for topic, value in events:
+        if topic == "mev.positions":
+            yield topic, value, 0 if value["portfolio"] == "alpha" else 1
+        elif topic == "mev.strategy.stats":
+            yield topic, value, 0 if value["strategy"] < "j" else 1
+        else:
+            yield topic, value, 0
+
+
+def _run_owned(events: list[tuple[str, dict]], owned: frozenset[int] | None, leader: bool) -> list:
+    pipeline = build_pipeline(OPTIONS)
+    pipeline.owned_partitions, pipeline.leader = owned, leader
+    out = []
+    for topic, value, partition in _partitioned(events):
+        out.extend(pipeline.offer(topic, value, partition))
+    return [(t, k, v) for t, k, v in out + pipeline.drain() if t != "risk.audit"]
+
+
+def test_a_worker_publishes_only_for_the_partitions_it_owns() -> None:
+    """Two workers splitting the partitions publish, together, exactly what one worker publishes."""
+    incidents = ("flash-crash@30s/10s", "feed-stall@50s/30s", "revert-storm@20s/60s")
+    sim = Simulator(3, START_MS, 150, 120, [Incident.parse(x) for x in incidents])
+    events = [(ev.topic, ev.value) for ev in sim if isinstance(ev.value, dict)]
+    alone = _run_owned(events, None, leader=True)
+    first = _run_owned(events, frozenset({0}), leader=True)
+    second = _run_owned(events, frozenset({1}), leader=False)
+    portfolios = {name: {v["portfolio"] for t, _, v in out if t == "risk.snapshots"}
+                  for name, out in (("first", first), ("second", second))}
+    assert portfolios == {"first": {"alpha"}, "second": {"beta"}}
+    scopes = [{(v["scope"], v["entity_id"]) for t, _, v in out if t == "risk.alerts"}
+              for out in (first, second)]
+    assert not scopes[0] & scopes[1], "no alert is raised by both workers"
+    assert {s for s, _ in scopes[0]} == {"portfolio", "strategy", "source"}
+    assert {s for s, _ in scopes[1]} == {"portfolio", "strategy"}, "only the leader speaks for the feed"
+
+    def key(item: tuple) -> bytes:
+        return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+
+    assert sorted(map(key, first + second)) == sorted(map(key, alone))

@@ -1,0 +1,70 @@
+"""Two workers; kill -9 one mid-stream: the survivor takes over its partitions and the alert events
+of the whole run equal those of the offline replay, none missing and none published twice."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Env, consume, run, wait_until
+from tests.integration.test_crash_recovery import LATENESS_MS, START_MS, WORKER_ENV, _split
+
+pytestmark = pytest.mark.integration
+
+TAKEOVER_ENV = {**WORKER_ENV, "BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+
+
+def test_survivor_takes_over_a_killed_workers_partitions(env: Env, start_worker, tmp_path: Path) -> None:
+    recording = tmp_path / "input.jsonl"
+    env.mevrisk("simulate", "--seed", "11", "--rate", "150", "--duration", "120",
+                "--start-ms", str(START_MS), "--incident", "flash-crash@60s/20s", "--record", str(recording))
+    offline_path = tmp_path / "offline.jsonl"
+    env.mevrisk("replay", "--offline", str(recording), "--bar-ms", "1000", "--out", str(offline_path))
+    horizon = max(orjson.loads(x)["ts_ms"] for x in recording.read_bytes().splitlines() if x.strip())
+    expected = [
+        a["event_id"] for a in map(orjson.loads, offline_path.read_bytes().splitlines())
+        if a["ts_ms"] <= horizon - LATENESS_MS
+    ]
+    assert expected
+    cut_ms = START_MS + 50_000  # before the crash: the survivor must know the killed worker's positions
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    _split(recording, cut_ms, first, second)
+
+    workers = [start_worker(**TAKEOVER_ENV), start_worker(**TAKEOVER_ENV)]
+    env.mevrisk("replay", str(first))
+
+    def busy() -> bool:
+        return any(w.metric("mevrisk_watermark_seconds") * 1000 >= cut_ms - 10_000 for w in workers)
+
+    try:
+        wait_until(busy, 90, "the owner to process most of the first half")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{workers[0].state()}\n{workers[1].state()}") from None
+    # kill the worker that owns the portfolios (alpha and beta share a partition of four)
+    owned = [w.metric("mevrisk_events_in_total", topic="mev.positions") for w in workers]
+    victim, survivor = workers if owned[0] >= owned[1] else workers[::-1]
+    assert max(owned) > 0, owned
+    victim.stop(signal.SIGKILL)
+    env.mevrisk("replay", str(second))
+
+    def live_ids() -> list[str]:
+        got = run(consume(env.bootstrap, env.topic("risk.alerts"), 10_000, timeout=5))
+        return [a["event_id"] for a in got if a["ts_ms"] <= horizon - LATENESS_MS]
+
+    try:
+        ids = wait_until(lambda: (x := live_ids()) and set(expected) <= set(x) and x, 120,
+                         "the survivor to publish every alert event of the run")
+    except AssertionError as exc:
+        got = live_ids()
+        raise AssertionError(
+            f"{exc}: expected {len(expected)}, got {len(got)}, missing {set(expected) - set(got)}, "
+            f"unexpected {set(got) - set(expected)}\n{survivor.state()}"
+        ) from None
+    duplicates = [i for i, n in Counter(ids).items() if n > 1]
+    assert not duplicates, f"published twice: {duplicates}"
+    assert sorted(ids) == sorted(expected)
+    assert survivor.proc.poll() is None

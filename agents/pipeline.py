@@ -39,6 +39,8 @@ from agents.risk.engine import RiskEngine
 Output = tuple[str, str, dict[str, Any]]
 
 TOPIC_RANK = {"mev.market.ticks": 0, "mev.positions": 1, "mev.strategy.stats": 2, "operator": 9}
+GLOBAL_CHAIN = "risk"
+"""The audit chain of market-wide and global records; partitions have ``risk-p<N>``."""
 OPERATOR = "operator"
 """Pseudo-topic of operator actions re-applied during recovery (see ``operator_actions``)."""
 DEFAULT_SOURCE_LIMITS_MS = {
@@ -89,7 +91,10 @@ class RiskPipeline:
     allowed_lateness_ms: int = 2_000
     coalesce_ms: int = 250
     source_limits_ms: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SOURCE_LIMITS_MS))
-    audit: AuditChain = field(default_factory=lambda: AuditChain("risk"))
+    audits: dict[str, AuditChain] = field(default_factory=dict)
+    """Hash chains by name: ``risk-p<N>`` for the portfolios and strategies of input partition N
+    (whichever worker owns it regenerates the same chain), ``risk`` for what is market-wide or
+    global (source alerts, global controls, silences, rules reloads; written by the leader)."""
     kill_switch: KillSwitch = field(default_factory=KillSwitch)
     stats: PipelineStats = field(default_factory=PipelineStats)
     idle_source_secs: float = 5.0
@@ -118,6 +123,8 @@ class RiskPipeline:
         self._sources: dict[str, SourceHealth] = {}
         self._strategies: set[str] = set()
         self.latest_snapshots: dict[str, dict[str, Any]] = {}
+        self.last_reload: dict[str, list[str]] = {}
+        """Rule names added, removed and changed by the last reload."""
         self._home: dict[tuple[str, str], int] = {}  # ("portfolio"|"strategy", name) -> partition
 
     @property
@@ -303,7 +310,7 @@ class RiskPipeline:
         for event in events:
             record = event.to_dict()
             out.append(("risk.alerts", record["fingerprint"], record))
-            out.append(self._audited("alert", record))
+            self._audited("alert", record, self._chain_of(record["scope"], record["entity_id"]), out)
             self.stats.alert_events += 1
             fired_on_portfolio = record["transition"] == "firing" and record["scope"] == "portfolio"
             if self.models is not None and fired_on_portfolio:
@@ -314,18 +321,30 @@ class RiskPipeline:
 
     def publish_control(self, control: dict[str, Any], out: list[Output]) -> None:
         out.append(("risk.controls", control["scope"], control))
-        out.append(self._audited("control", control))
+        kind, _, name = str(control["scope"]).partition(":")
+        self._audited("control", control, self._chain_of(kind, name), out)
         self.stats.controls += 1
 
-    def _audited(self, kind: str, payload: Mapping[str, Any]) -> Output:
-        record = self.audit.append(kind, payload, int(payload.get("ts_ms", self.watermark_ms)))
-        return ("risk.audit", record["stream"], record)
+    def _chain_of(self, scope: str, entity: str) -> str:
+        """The audit chain of a portfolio or strategy: its input partition's; else ``risk``."""
+        home = self._home.get((scope, entity)) if scope in ("portfolio", "strategy") else None
+        return GLOBAL_CHAIN if home is None else f"{GLOBAL_CHAIN}-p{home}"
+
+    def _audited(self, kind: str, payload: Mapping[str, Any], chain: str, out: list[Output]) -> None:
+        """Append to ``chain``; the global chain only on the leader, so one worker writes it."""
+        if chain == GLOBAL_CHAIN and not self.leader:
+            return
+        audit = self.audits.get(chain)
+        if audit is None:
+            audit = self.audits[chain] = AuditChain(chain)
+        record = audit.append(kind, payload, int(payload.get("ts_ms", self.watermark_ms)))
+        out.append(("risk.audit", record["stream"], record))
 
     # ---- operator actions (API) ----------------------------------------------
     def schedule_operator(self, action: dict[str, Any]) -> None:
         """Queue an operator action read back from ``risk.audit`` so a replay re-applies it at
         the event time it was taken (after the inputs of that millisecond)."""
-        key = b"%020d" % int(action.get("audit_seq", 0))  # taken in the order they were audited
+        key = b"%020d" % int(action.get("audit_order", 0))  # same event time: in the order audited
         heapq.heappush(self._heap, (int(action["ts_ms"]), TOPIC_RANK[OPERATOR], key, OPERATOR, action))
 
     def _operate(self, action: dict[str, Any]) -> list[Output]:
@@ -359,13 +378,17 @@ class RiskPipeline:
         payload = {"action": "add", "id": sid, "actor": actor, "comment": comment,
                    "starts_ms": starts_ms, "ends_ms": ends_ms,
                    "matchers": [m.to_dict() for m in added.matchers]}
-        return sid, [self._audited("silence", {**payload, "ts_ms": self.watermark_ms})]
+        out: list[Output] = []
+        self._audited("silence", {**payload, "ts_ms": self.watermark_ms}, GLOBAL_CHAIN, out)
+        return sid, out
 
     def delete_silence(self, silence_id: str, actor: str) -> list[Output]:
         if not self.alerts.delete_silence(silence_id):
             return []
         payload = {"action": "delete", "id": silence_id, "actor": actor, "ts_ms": self.watermark_ms}
-        return [self._audited("silence", payload)]
+        out: list[Output] = []
+        self._audited("silence", payload, GLOBAL_CHAIN, out)
+        return out
 
     def acknowledge(self, alert_id: str, actor: str, comment: str) -> list[Output]:
         out: list[Output] = []
@@ -392,9 +415,10 @@ class RiskPipeline:
             "changed": sorted(n for n in set(after) & set(before) if after[n] != before[n]),
             "ts_ms": self.watermark_ms,
         }
+        self.last_reload = {k: payload[k] for k in ("added", "removed", "changed")}
         if document is not None:
             payload["document"] = document
-        out.append(self._audited("rules_reload", payload))
+        self._audited("rules_reload", payload, GLOBAL_CHAIN, out)
         return out
 
     def command(self, scope: str, command: str, actor: str, reason: str) -> list[Output]:
@@ -409,17 +433,21 @@ class RiskPipeline:
         return [self._sources[n].context(self.watermark_ms) for n in sorted(self._sources)]
 
 
-def operator_actions(
-    audit_records: Iterable[Mapping[str, Any]], stream: str = "risk"
-) -> list[dict[str, Any]]:
-    """The operator actions recorded on an audit chain, as ``schedule_operator`` takes them.
+def is_pipeline_chain(stream: str) -> bool:
+    """Whether an audit chain is written by the pipeline (``risk``, ``risk-p<N>``)."""
+    return stream == GLOBAL_CHAIN or stream.startswith(f"{GLOBAL_CHAIN}-p")
+
+
+def operator_actions(audit_records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The operator actions recorded on the pipeline's audit chains, as ``schedule_operator``
+    takes them.
 
     Acknowledgements and manual resolutions are read from their alert events, commands
     from controls whose actor is not a rule, silences from their own records.
     """
     actions: list[dict[str, Any]] = []
-    for record in audit_records:
-        if record.get("stream") != stream:
+    for order, record in enumerate(audit_records):
+        if not is_pipeline_chain(str(record.get("stream"))):
             continue
         kind, p, ts = record["kind"], record["payload"], int(record["ts_ms"])
         before = len(actions)
@@ -444,5 +472,5 @@ def operator_actions(
             actions.append({"kind": "rules_reload", "document": p["document"], "source": p["source"],
                             "actor": p["actor"], "ts_ms": ts})
         if len(actions) > before:
-            actions[-1]["audit_seq"] = int(record["seq"])
+            actions[-1]["audit_order"] = order  # position on risk.audit (one partition): the order taken
     return actions

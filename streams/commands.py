@@ -105,7 +105,7 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from agents.audit.chain import verify
+    from agents.audit.chain import verify_chains
 
     if args.file:
         records = [orjson.loads(line) for line in Path(args.file).read_bytes().splitlines() if line.strip()]
@@ -113,9 +113,14 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         from streams.audit_reader import read_audit_topic
 
         records = asyncio.run(read_audit_topic(get_settings().kafka_bootstrap_servers))
-    ok, bad_seq, reason = verify(records)
-    print(f"audit: {len(records)} records, {'ok' if ok else f'BROKEN at seq {bad_seq}: {reason}'}")
-    return 0 if ok else 1
+    results = verify_chains(records)
+    for stream, (ok, bad_seq, reason) in results.items():
+        count = sum(1 for r in records if r.get("stream") == stream)
+        verdict = "ok" if ok else f"BROKEN at seq {bad_seq}: {reason}"
+        print(f"audit chain {stream}: {count} records, {verdict}")
+    print(f"audit: {len(records)} records in {len(results)} chains, "
+          f"{'ok' if all(ok for ok, _, _ in results.values()) else 'BROKEN'}")
+    return 0 if all(ok for ok, _, _ in results.values()) else 1
 
 
 def _positive_int(text: str) -> int:

@@ -103,3 +103,18 @@ def verify(records: Iterable[Mapping[str, Any]], *,
     if expected_head is not None and last_hash != expected_head:
         return False, expected_seq, "chain ends before the expected head (truncated)"
     return True, None, "ok"
+
+
+def verify_chains(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[bool, int | None, str]]:
+    """Verify every chain of an audit topic (records of several chains interleaved, each chain's
+    in order): ``{stream: (ok, first_bad_seq, reason)}``, streams in name order.
+
+    >>> a, b = AuditChain("risk"), AuditChain("notify")
+    >>> records = [a.append("alert", {"id": 1}, 1), b.append("delivery", {"id": 2}, 2)]
+    >>> verify_chains(records)
+    {'notify': (True, None, 'ok'), 'risk': (True, None, 'ok')}
+    """
+    by_stream: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        by_stream.setdefault(str(record.get("stream")), []).append(record)
+    return {stream: verify(by_stream[stream]) for stream in sorted(by_stream)}

@@ -5,7 +5,7 @@ The ledger table is keyed by the alert fingerprint's raw bytes (``key_type=bytes
 ``risk.alerts`` record: the worker that owns an alert owns its delivery state, a restarted
 worker resumes pending deliveries and skips completed ones, and a worker that a rebalance
 hands partitions resumes their pending deliveries once the table recovered them.
-Delivery outcomes go to ``risk.audit`` on the ``notify`` chain.
+Delivery outcomes go to ``risk.audit`` on this worker's ``notify@host:port`` chain.
 
 The dispatcher starts as soon as recovery is done (:func:`resume_deliveries`), not on the
 first alert: after a restart the alerts behind pending deliveries are usually committed
@@ -51,6 +51,13 @@ async def _record_outcome(record: OutcomeRecord) -> None:
     metrics.OUTPUTS.labels("risk.audit").inc()
 
 
+def notify_chain(web_host: str, web_port: int) -> str:
+    """This worker's audit chain of delivery outcomes, ``notify@host:port``: outcomes are facts
+    recorded once (never replayed), so each worker keeps its own chain and continues it after
+    a restart; workers never write to one chain together."""
+    return f"notify@{web_host}:{web_port}"
+
+
 async def dispatcher() -> Dispatcher:
     """The worker's dispatcher, started (and pending deliveries resumed) on first use."""
     global _dispatcher
@@ -64,8 +71,9 @@ async def dispatcher() -> Dispatcher:
 async def _start_dispatcher() -> Dispatcher:
     global _notify_audit
     settings = get_settings()
-    last = host.heads.audit_last.get("notify") if host.heads is not None else None
-    _notify_audit = AuditChain.restore("notify", last)
+    chain = notify_chain(settings.web_host, settings.web_port)
+    last = host.heads.audit_last.get(chain) if host.heads is not None else None
+    _notify_audit = AuditChain.restore(chain, last)
     config = load_config(settings.channels_file or settings.config_dir / "channels.yaml")
     started = Dispatcher(
         config, registry=metrics.REGISTRY,

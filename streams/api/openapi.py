@@ -101,7 +101,7 @@ SCHEMAS: dict[str, Any] = {
         "total": INT}),
     "RulesReloaded": _obj({"message": STR, "rules": INT, "alerts_resolved": INT},
                           {"added": {"type": "array"}, "removed": {"type": "array"},
-                           "changed": {"type": "array"}}),
+                           "changed": {"type": "array"}, "workers": INT}),
     "RulesInvalid": _obj({"error": STR, "problems": {"type": "array", "items": STR}}),
     "Backtest": _obj({"portfolios": {"type": "object", "additionalProperties": _obj(
         {"observations": INT, "exceptions": INT, "zone": STR},

@@ -29,6 +29,7 @@ from aiohttp import web
 from agents.alerts.controls import COMMANDS
 from agents.alerts.errors import AlertNotFoundError, AlertsError, RuleError
 from agents.alerts.rules import parse_rules, read_rules_document
+from agents.pipeline import GLOBAL_CHAIN
 from streams.api import shape
 from streams.api.auth import ANONYMOUS, Principal, RateLimiter, Role, TokenStore
 from streams.api.config import ApiSettings
@@ -319,10 +320,38 @@ class ApiService:
         self.hub.publish(outputs)  # deduped if the host already notified
         return outputs
 
-    @staticmethod
-    def _audit(pipeline: Any, kind: str, payload: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-        record = pipeline.audit.append(kind, payload, pipeline.watermark_ms)
-        return ("risk.audit", record["stream"], record)
+    async def _at_leader(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
+        """Global changes (silences, rules reloads) are taken and audited by the leader (the owner
+        of input partition 0, which writes the global audit chain); the others follow them from
+        ``risk.audit``. None: this worker is the leader, handle it here; else the leader's answer."""
+        if getattr(self.pipeline, "leader", True):
+            return None
+        if request.headers.get(FORWARDED):
+            raise ApiError(421, "this worker does not own input partition 0; ask the leader")
+        forwarded = await self._forward(request, body, pass_over=421)
+        if forwarded is None:
+            raise ApiError(503, "no worker owns input partition 0 right now (rebalancing); retry shortly")
+        return forwarded
+
+    async def _broadcast(self, request: web.Request) -> int:
+        """Send this request to every other worker (marked forwarded, so they act locally only);
+        returns how many answered 2xx. A worker that does not answer is logged, not fatal."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_SECS))
+        headers = {"Content-Type": "application/json", FORWARDED: "1"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        done = 0
+        for url in self.peers():
+            try:
+                async with self._session.request(request.method, url + request.path_qs, headers=headers,
+                                                 data=b"{}") as resp:
+                    done += 200 <= resp.status < 300
+                    if resp.status >= 300:
+                        log.warning("%s %s on %s answered %d", request.method, request.path, url, resp.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("%s %s on %s failed: %r", request.method, request.path, url, exc)
+        return done
 
     # ---- several workers ---------------------------------------------------------------
     def follow_audit(self, record: dict[str, Any]) -> None:
@@ -332,7 +361,7 @@ class ApiService:
         pipeline = self.host.pipeline
         if pipeline is None or record.get("kind") != "silence":
             return
-        if record.get("stream") != getattr(getattr(pipeline, "audit", None), "stream", "risk"):
+        if record.get("stream") != GLOBAL_CHAIN:  # where the leader audits silences
             return
         self._pending_audit.append(record)
         self._drain_audit()
@@ -367,9 +396,10 @@ class ApiService:
             await self._session.close()
             self._session = None
 
-    async def _forward(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
+    async def _forward(self, request: web.Request, body: dict[str, Any], pass_over: int = 404
+                       ) -> web.Response | None:
         """Ask the other workers, in URL order, to handle this request; the first answer other
-        than 404 is returned as it is. None: every worker answered 404 (or there is none)."""
+        than ``pass_over`` is returned as it is. None: every worker passed (or there is none)."""
         if request.headers.get(FORWARDED):
             return None  # forwarded once already: answered here
         peers = self.peers()
@@ -385,7 +415,7 @@ class ApiService:
             try:
                 async with self._session.request(request.method, url + request.path_qs, headers=headers,
                                                  data=orjson.dumps(body)) as resp:
-                    if resp.status == 404:
+                    if resp.status == pass_over:
                         continue
                     return web.Response(body=await resp.read(), status=resp.status,
                                         content_type=resp.content_type,
@@ -589,6 +619,8 @@ class ApiService:
             raise ApiError(400, "field 'matchers' is required, e.g. {\"alertname\": \"HighVaR95\"}")
         comment = _str_field(body, "comment", required=False)
         starts, ends = _silence_window(body, self._watermark())
+        if (answer := await self._at_leader(request, body)) is not None:
+            return answer
         result: dict[str, str] = {}
 
         def change(pipeline: Any) -> list[Any]:
@@ -606,6 +638,8 @@ class ApiService:
 
     async def delete_silence(self, request: web.Request, who: Principal) -> web.StreamResponse:
         silence_id = request.match_info["silence_id"]
+        if (answer := await self._at_leader(request, {})) is not None:
+            return answer
         found: list[bool] = []
 
         def change(pipeline: Any) -> list[Any]:
@@ -664,6 +698,7 @@ class ApiService:
                               "inhibit_rules": len(engine.ruleset.inhibit_rules)})
 
     async def reload_rules(self, request: web.Request, who: Principal) -> web.StreamResponse:
+        """Reload here, then on every other worker (each owns its alerts); the leader audits it."""
         def read() -> tuple[Any, Any]:
             document = read_rules_document(self.rules_path)
             return document, parse_rules(document, str(self.rules_path))
@@ -677,14 +712,15 @@ class ApiService:
 
         def change(pipeline: Any) -> list[Any]:
             out: list[Any] = list(pipeline.reload_rules(ruleset, who.name, document))
-            audited = out[-1][2]["payload"]  # the rules_reload record, last
-            result.update({k: audited[k] for k in ("added", "removed", "changed")})
+            result.update(pipeline.last_reload)
             return out
 
         result: dict[str, Any] = {}
         outputs = await self._apply(change)
         resolved = sum(1 for t, _, _ in outputs if t == "risk.alerts")
         log.info("rules reloaded from %s by %s", ruleset.source, who.name)
+        if not request.headers.get(FORWARDED):
+            result["workers"] = 1 + await self._broadcast(request)
         return json_response({"message": f"{len(ruleset)} rules loaded from {ruleset.source}",
                               "rules": len(ruleset), "alerts_resolved": resolved, **result})
 

@@ -107,7 +107,8 @@ def _delivered_in_audit(env: Env) -> Counter[str]:
     """Event id -> number of ``delivered`` outcomes on the notify chain of risk.audit."""
     audit = run(consume(env.bootstrap, env.topic("risk.audit"), 100_000, timeout=3))
     return Counter(
-        event_id for r in audit if r["stream"] == "notify" and r["payload"]["outcome"] == "delivered"
+        event_id for r in audit
+        if r["stream"].startswith("notify@") and r["payload"]["outcome"] == "delivered"
         for event_id in r["payload"]["event_ids"]
     )
 

@@ -81,7 +81,8 @@ def test_alert_is_delivered_once_as_signed_webhook(env: Env, start_worker, tmp_p
 
     def delivery_audited() -> list[dict]:
         audit = run(consume(env.bootstrap, env.topic("risk.audit"), 10_000, timeout=5))
-        return [r for r in audit if r["stream"] == "notify" and r["payload"]["outcome"] == "delivered"]
+        return [r for r in audit
+                if r["stream"].startswith("notify@") and r["payload"]["outcome"] == "delivered"]
 
     records = wait_until(delivery_audited, 60, "the delivery outcome in risk.audit")
     assert records[0]["payload"]["channel"] == "webhook"

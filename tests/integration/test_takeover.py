@@ -68,3 +68,6 @@ def test_survivor_takes_over_a_killed_workers_partitions(env: Env, start_worker,
     assert not duplicates, f"published twice: {duplicates}"
     assert sorted(ids) == sorted(expected)
     assert survivor.proc.poll() is None
+    # the survivor continued the dead worker's audit chains (same records, same hashes)
+    verified = env.mevrisk("audit", "verify")  # exits 1 on a broken chain
+    assert "risk-p0" in verified.stdout and verified.stdout.rstrip().endswith("ok"), verified.stdout

@@ -10,6 +10,7 @@ import pytest
 
 from agents.alerts.rules import DEFAULT_RULES_PATH, parse_rules, read_rules_document
 from agents.assembly import PipelineOptions, build_pipeline
+from agents.audit.chain import verify_chains
 from agents.pipeline import RiskPipeline, operator_actions
 from streams.sim.generator import Simulator
 from streams.sim.incidents import Incident
@@ -150,7 +151,7 @@ def _run_owned(events: list[tuple[str, dict]], owned: frozenset[int] | None, lea
     out = []
     for topic, value, partition in _partitioned(events):
         out.extend(pipeline.offer(topic, value, partition))
-    return [(t, k, v) for t, k, v in out + pipeline.drain() if t != "risk.audit"]
+    return out + pipeline.drain()
 
 
 def test_a_worker_publishes_only_for_the_partitions_it_owns() -> None:
@@ -174,3 +175,8 @@ def test_a_worker_publishes_only_for_the_partitions_it_owns() -> None:
         return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
 
     assert sorted(map(key, first + second)) == sorted(map(key, alone))
+    # each audit chain is written by one worker and is the same whoever writes it
+    chains = [{v["stream"] for t, _, v in out if t == "risk.audit"} for out in (first, second)]
+    assert chains == [{"risk", "risk-p0"}, {"risk-p1"}]
+    records = [v for t, _, v in first + second if t == "risk.audit"]
+    assert all(ok for ok, _, _ in verify_chains(records).values())

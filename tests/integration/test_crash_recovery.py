@@ -22,13 +22,15 @@ WORKER_ENV = {
 }
 
 
-def _split(recording: Path, cut_ms: int, first: Path, second: Path) -> None:
+def split_at(recording: Path, cut_ms: int, first: Path, second: Path) -> None:
     lines = [line for line in recording.read_bytes().splitlines() if line.strip()]
     first.write_bytes(b"\n".join(x for x in lines if orjson.loads(x)["ts_ms"] < cut_ms) + b"\n")
     second.write_bytes(b"\n".join(x for x in lines if orjson.loads(x)["ts_ms"] >= cut_ms) + b"\n")
 
 
-def test_kill_9_and_restart_matches_an_uninterrupted_run(env: Env, start_worker, tmp_path: Path) -> None:
+def record_flash_crash(env: Env, tmp_path: Path) -> tuple[Path, int, list[str]]:
+    """A 120 s recording with a flash crash at 60 s, its last event time, and the ids of the alert
+    events the offline replay raises up to that time less the allowed lateness."""
     recording = tmp_path / "input.jsonl"
     env.mevrisk("simulate", "--seed", "11", "--rate", "150", "--duration", "120",
                 "--start-ms", str(START_MS), "--incident", "flash-crash@60s/20s", "--record", str(recording))
@@ -40,10 +42,15 @@ def test_kill_9_and_restart_matches_an_uninterrupted_run(env: Env, start_worker,
         if a["ts_ms"] <= horizon - LATENESS_MS
     ]
     assert expected
+    return recording, horizon, expected
+
+
+def test_kill_9_and_restart_matches_an_uninterrupted_run(env: Env, start_worker, tmp_path: Path) -> None:
+    recording, horizon, expected = record_flash_crash(env, tmp_path)
 
     cut_ms = START_MS + 75_000  # after the crash's first alerts
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    _split(recording, cut_ms, first, second)
+    split_at(recording, cut_ms, first, second)
 
     worker = start_worker(**WORKER_ENV)
     env.mevrisk("replay", str(first))
@@ -108,7 +115,7 @@ def test_an_acknowledgement_survives_kill_9(env: Env, start_worker, tmp_path: Pa
                 "--start-ms", str(START_MS), "--incident", "flash-crash@40s/20s", "--record", str(recording))
     cut_ms = START_MS + 75_000
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    _split(recording, cut_ms, first, second)
+    split_at(recording, cut_ms, first, second)
     worker_env = {**WORKER_ENV, "MEVRISK_CONFIG_DIR": str(config),
                   "MEVRISK_API_TOKENS": '{"op-token": {"role": "operator", "name": "oncall-1"}}'}
 

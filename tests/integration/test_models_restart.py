@@ -31,7 +31,7 @@ from agents.assembly import PipelineOptions
 from agents.replay import read_lines, replay
 from streams.settings import REPO_ROOT
 from tests.integration.conftest import Env, consume, run, wait_until
-from tests.integration.test_crash_recovery import _split
+from tests.integration.test_crash_recovery import split_at
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,7 @@ def test_scores_after_kill_9_match_an_uninterrupted_run(
     env.mevrisk("simulate", "--seed", "11", "--rate", "120", "--duration", str(DURATION_S),
                 "--start-ms", str(START_MS), "--record", str(recording))
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    _split(recording, CUT_MS, first, second)
+    split_at(recording, CUT_MS, first, second)
     window = _replay_window(first, partitions=4)
     worker_env = {
         # a partition counts as idle only after 20 s: the start-up replay stalls the host for seconds,

@@ -7,11 +7,16 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-import orjson
 import pytest
 
 from tests.integration.conftest import Env, consume, run, wait_until
-from tests.integration.test_crash_recovery import LATENESS_MS, START_MS, WORKER_ENV, _split
+from tests.integration.test_crash_recovery import (
+    LATENESS_MS,
+    START_MS,
+    WORKER_ENV,
+    record_flash_crash,
+    split_at,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -19,20 +24,10 @@ TAKEOVER_ENV = {**WORKER_ENV, "BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_I
 
 
 def test_survivor_takes_over_a_killed_workers_partitions(env: Env, start_worker, tmp_path: Path) -> None:
-    recording = tmp_path / "input.jsonl"
-    env.mevrisk("simulate", "--seed", "11", "--rate", "150", "--duration", "120",
-                "--start-ms", str(START_MS), "--incident", "flash-crash@60s/20s", "--record", str(recording))
-    offline_path = tmp_path / "offline.jsonl"
-    env.mevrisk("replay", "--offline", str(recording), "--bar-ms", "1000", "--out", str(offline_path))
-    horizon = max(orjson.loads(x)["ts_ms"] for x in recording.read_bytes().splitlines() if x.strip())
-    expected = [
-        a["event_id"] for a in map(orjson.loads, offline_path.read_bytes().splitlines())
-        if a["ts_ms"] <= horizon - LATENESS_MS
-    ]
-    assert expected
+    recording, horizon, expected = record_flash_crash(env, tmp_path)
     cut_ms = START_MS + 50_000  # before the crash: the survivor must know the killed worker's positions
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    _split(recording, cut_ms, first, second)
+    split_at(recording, cut_ms, first, second)
 
     workers = [start_worker(**TAKEOVER_ENV), start_worker(**TAKEOVER_ENV)]
     env.mevrisk("replay", str(first))

@@ -54,6 +54,9 @@ class Pipeline(Protocol):
 
     owned_partitions: frozenset[int] | None
     leader: bool
+    latest_snapshots: dict[str, dict[str, Any]]
+
+    def owns(self, kind: str, name: str) -> bool: ...
 
 
 class PipelineHost:
@@ -253,6 +256,9 @@ async def recover() -> None:
     if host.pipeline is not None and not host.heads.empty:
         await schedule_operator_actions(settings.kafka_bootstrap_servers, host.pipeline)
     replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay)
+    if host.pipeline is not None:  # a portfolio lost in a rebalance stops being exported here
+        pipeline = host.pipeline
+        metrics.forget_portfolios({p for p in pipeline.latest_snapshots if pipeline.owns("portfolio", p)})
     host.generation += 1
     host.ready.set()
     log.warning(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from schemas.contracts import DLQ_REASONS
@@ -75,9 +77,31 @@ ALERT_EVENTS = Counter(
 RATING_LEVELS = {"LOW": 0, "MEDIUM": 1, "HIGH": 2, "CRITICAL": 3}
 
 
+_PORTFOLIO_SERIES = (
+    (PORTFOLIO_VAR_USD, ("0.95", "0.99")), (PORTFOLIO_ES_USD, ("0.95", "0.99", "0.975")),
+    (PORTFOLIO_EXPOSURE_USD, ("gross", "net")), (PORTFOLIO_CONCENTRATION, ()), (PORTFOLIO_RATING, ()),
+    (PORTFOLIO_ANOMALY_SCORE, ()), (PORTFOLIO_ALERT_PROBABILITY, ()),
+)
+_exported: set[str] = set()
+
+
+def forget_portfolios(keep: set[str]) -> list[str]:
+    """Drop the headline series of every exported portfolio not in ``keep`` (one this worker no
+    longer owns after a rebalance), so Prometheus does not read its last figures forever."""
+    gone = sorted(_exported - keep)
+    for portfolio in gone:
+        for gauge, second in _PORTFOLIO_SERIES:
+            for labels in [(portfolio, x) for x in second] or [(portfolio,)]:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+    _exported.difference_update(gone)
+    return gone
+
+
 def observe_snapshot(snapshot: dict) -> None:
     """Export a snapshot's headline figures."""
     portfolio = snapshot["portfolio"]
+    _exported.add(portfolio)
     for confidence, suffix in (("0.95", "95"), ("0.99", "99")):
         PORTFOLIO_VAR_USD.labels(portfolio, confidence).set(snapshot[f"var_{suffix}_usd"])
         PORTFOLIO_ES_USD.labels(portfolio, confidence).set(snapshot[f"es_{suffix}_usd"])

@@ -292,13 +292,16 @@ class RiskPipeline:
     def _snapshot_dirty(self, ts_ms: int, out: list[Output]) -> None:
         for portfolio in sorted(self._dirty):
             if self.owns("portfolio", portfolio):
-                self._snapshot(portfolio, ts_ms, out)
+                self._snapshot(portfolio, ts_ms, out, at_bar=False)
         self._dirty.clear()
 
-    def _snapshot(self, portfolio: str, ts_ms: int, out: list[Output]) -> None:
+    def _snapshot(self, portfolio: str, ts_ms: int, out: list[Output], at_bar: bool = True) -> None:
+        """Publish a snapshot. The portfolio models learn and predict once per bar (their horizons
+        count bars); a coalesced snapshot between bars carries the bar's predictions."""
         snapshot = self.risk.snapshot(portfolio, ts_ms)
         if self.models is not None:
-            snapshot["anomaly"] = self.models.on_snapshot(portfolio, snapshot)
+            snapshot["anomaly"] = (self.models.on_snapshot(portfolio, snapshot) if at_bar
+                                   else self.models.between_bars(portfolio, snapshot))
         for enrich in self.enrichers:
             enrich(snapshot)
         self.latest_snapshots[portfolio] = snapshot

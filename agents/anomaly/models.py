@@ -198,9 +198,10 @@ class ModelBundle:
             return self._ml_block(models, peeked, p_alert, has_var)
         scored: PortfolioScore = models.anomaly.process_one(snapshot)
         features = snapshot_features(snapshot)
-        p_alert = models.forecaster.score_one(features)
-        if isinstance(ts_ms, int):
+        if isinstance(ts_ms, int):  # predicts and buffers for the delayed label
             p_alert = models.forecaster.observe(ts_ms, features)
+        else:
+            p_alert = models.forecaster.score_one(features)
         if has_var:
             models.varcast.learn_one(snapshot)
         out = self._ml_block(models, scored, p_alert, has_var)
@@ -211,6 +212,12 @@ class ModelBundle:
         models.predictions += 1
         self.total_predictions += 1
         return out
+
+    def between_bars(self, portfolio: str, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """The block for a coalesced snapshot between bars: the portfolio's last prediction
+        (the models learn and predict once per bar); the first snapshot of a portfolio is scored."""
+        models = self.portfolio(portfolio)
+        return dict(models.last) if models.last is not None else self.on_snapshot(portfolio, snapshot)
 
     def _ml_block(
         self, models: PortfolioModels, scored: PortfolioScore, p_alert: float, has_var: bool

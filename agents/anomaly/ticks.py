@@ -112,13 +112,17 @@ class TickFeatureExtractor:
         dt_s = max(ts_ms - self._last_ts_ms, self.min_dt_ms) / 1000.0
         return math.log(price / self._last) / math.sqrt(dt_s)
 
-    # -- public -------------------------------------------------------------------
-    def transform(self, tick: dict[str, Any]) -> dict[str, float]:
-        """Features of ``tick`` against the current state (state unchanged)."""
+    def reading(self, tick: dict[str, Any]) -> tuple[int, float, float | None]:
+        """``(ts_ms, level, normalised return or None)`` of ``tick`` against the current state,
+        validated once; ``features`` and ``accept`` take it, so a tick is read only once."""
         ts = _ts_ms(tick)
         level = self._level(tick)
+        return ts, level, self._norm_return(level, ts) if self.kind == "price" else None
+
+    def features(self, tick: dict[str, Any], reading: tuple[int, float, float | None]) -> dict[str, float]:
+        """Features of a tick's ``reading`` against the current state (state unchanged)."""
+        _, level, r = reading
         if self.kind == "price":
-            r = self._norm_return(level, ts)
             if r is None or self.n < 3 or self._ret_var <= 0.0:
                 return {"ret_z": 0.0}
             return {"ret_z": (r - self._ret_mean) / math.sqrt(self._ret_var)}
@@ -127,12 +131,19 @@ class TickFeatureExtractor:
             return {"gas_log": level, "gas_log_change": change}
         return {"spread_bps": _number(tick, "spread_bps"), "depth_log_change": change}
 
+    # -- public -------------------------------------------------------------------
+    def transform(self, tick: dict[str, Any]) -> dict[str, float]:
+        """Features of ``tick`` against the current state (state unchanged)."""
+        return self.features(tick, self.reading(tick))
+
     def update(self, tick: dict[str, Any]) -> None:
         """Accept ``tick``: update EWMA return stats and the reference level."""
-        ts = _ts_ms(tick)
-        level = self._level(tick)
+        self.accept(self.reading(tick))
+
+    def accept(self, reading: tuple[int, float, float | None]) -> None:
+        """Learn a tick's ``reading`` (see ``update``)."""
+        ts, level, r = reading
         if self.kind == "price":
-            r = self._norm_return(level, ts)
             if r is not None:
                 w = max(self.alpha, 1.0 / (self.n + 1))
                 delta = r - self._ret_mean
@@ -146,6 +157,10 @@ class TickFeatureExtractor:
     def reanchor(self, tick: dict[str, Any]) -> None:
         """Take ``tick``'s level as the new reference without learning its return."""
         self._last, self._last_ts_ms = self._level(tick), _ts_ms(tick)
+
+    def reanchor_reading(self, reading: tuple[int, float, float | None]) -> None:
+        """``reanchor`` from a reading already taken."""
+        self._last, self._last_ts_ms = reading[1], reading[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,21 +267,22 @@ class TickAnomalyDetector:
         key = tick_key(tick)
         state = self._state(key, tick["kind"], create=True)
         assert state is not None
-        features = state.extractor.transform(tick)
+        reading = state.extractor.reading(tick)
+        features = state.extractor.features(tick, reading)
         score = state.detector.score_one(features)
         warm = state.n_seen >= self.warmup
         flagged = warm and score >= self.threshold
         state.n_seen += 1
         if not flagged:
             state.flag_run = 0
-            state.extractor.update(tick)
+            state.extractor.accept(reading)
             state.detector.learn_one(features)
             return TickScore(key, score, False, warm, True, features)
         state.n_flagged += 1
         state.flag_run += 1
         learned = state.flag_run > self.max_consecutive_flags
         if learned:  # a persistent new regime: follow it (winsorised updates)
-            state.extractor.reanchor(tick)
+            state.extractor.reanchor_reading(reading)
             state.detector.learn_one(features)
         return TickScore(key, score, True, warm, learned, features)
 

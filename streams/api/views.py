@@ -336,15 +336,11 @@ class ApiService:
     async def _broadcast(self, request: web.Request) -> int:
         """Send this request to every other worker (marked forwarded, so they act locally only);
         returns how many answered 2xx. A worker that does not answer is logged, not fatal."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_SECS))
-        headers = {"Content-Type": "application/json", FORWARDED: "1"}
-        if "Authorization" in request.headers:
-            headers["Authorization"] = request.headers["Authorization"]
+        session, headers = self._peer_call(request)
         done = 0
         for url in self.peers():
             try:
-                async with self._session.request(request.method, url + request.path_qs, headers=headers,
+                async with session.request(request.method, url + request.path_qs, headers=headers,
                                                  data=b"{}") as resp:
                     done += 200 <= resp.status < 300
                     if resp.status >= 300:
@@ -396,6 +392,16 @@ class ApiService:
             await self._session.close()
             self._session = None
 
+    def _peer_call(self, request: web.Request) -> tuple[aiohttp.ClientSession, dict[str, str]]:
+        """The session and headers to pass ``request`` on to a peer: marked forwarded (the peer
+        acts locally only), with the caller's ``Authorization`` (same role, same actor)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_SECS))
+        headers = {"Content-Type": "application/json", FORWARDED: "1"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        return self._session, headers
+
     async def _forward(self, request: web.Request, body: dict[str, Any], pass_over: int = 404
                        ) -> web.Response | None:
         """Ask the other workers, in URL order, to handle this request; the first answer other
@@ -405,15 +411,11 @@ class ApiService:
         peers = self.peers()
         if not peers:
             return None
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_SECS))
-        headers = {"Content-Type": "application/json", FORWARDED: "1"}
-        if "Authorization" in request.headers:
-            headers["Authorization"] = request.headers["Authorization"]
+        session, headers = self._peer_call(request)
         silent: list[str] = []
         for url in peers:
             try:
-                async with self._session.request(request.method, url + request.path_qs, headers=headers,
+                async with session.request(request.method, url + request.path_qs, headers=headers,
                                                  data=orjson.dumps(body)) as resp:
                     if resp.status == pass_over:
                         continue

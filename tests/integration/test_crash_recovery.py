@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.integration.conftest import Env, consume, run, wait_until
+from tests.integration.conftest import Env, Worker, consume, run, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,27 @@ def record_flash_crash(env: Env, tmp_path: Path) -> tuple[Path, int, list[str]]:
     return recording, horizon, expected
 
 
+def await_run_alerts(env: Env, worker: Worker, horizon: int, expected: list[str], timeout: float,
+                     what: str) -> None:
+    """Wait until every ``expected`` alert event (up to ``horizon`` less the lateness) is on
+    risk.alerts; then none may be there twice and none that was not expected."""
+    def published() -> list[str]:
+        got = run(consume(env.bootstrap, env.topic("risk.alerts"), 10_000, timeout=5))
+        return [a["event_id"] for a in got if a["ts_ms"] <= horizon - LATENESS_MS]
+
+    try:
+        ids = wait_until(lambda: (x := published()) and set(expected) <= set(x) and x, timeout, what)
+    except AssertionError as exc:
+        got = published()
+        raise AssertionError(
+            f"{exc}: expected {len(expected)}, got {len(got)}, missing {set(expected) - set(got)}, "
+            f"unexpected {set(got) - set(expected)}\n{worker.state()}"
+        ) from None
+    duplicates = [i for i, n in Counter(ids).items() if n > 1]
+    assert not duplicates, f"published twice: {duplicates}"
+    assert sorted(ids) == sorted(expected)
+
+
 def test_kill_9_and_restart_matches_an_uninterrupted_run(env: Env, start_worker, tmp_path: Path) -> None:
     recording, horizon, expected = record_flash_crash(env, tmp_path)
 
@@ -64,22 +85,7 @@ def test_kill_9_and_restart_matches_an_uninterrupted_run(env: Env, start_worker,
     restarted = start_worker(**WORKER_ENV)
     env.mevrisk("replay", str(second))
 
-    def live_ids() -> list[str]:
-        got = run(consume(env.bootstrap, env.topic("risk.alerts"), 10_000, timeout=5))
-        return [a["event_id"] for a in got if a["ts_ms"] <= horizon - LATENESS_MS]
-
-    try:
-        ids = wait_until(lambda: (x := live_ids()) and len(set(x)) >= len(set(expected)) and x, 90,
-                         "alert events after the restart")
-    except AssertionError as exc:
-        got = live_ids()
-        raise AssertionError(
-            f"{exc}: expected {len(expected)}, got {len(got)}, missing {set(expected) - set(got)}\n"
-            f"{restarted.state()}"
-        ) from None
-    duplicates = [i for i, n in Counter(ids).items() if n > 1]
-    assert not duplicates, f"published twice: {duplicates}"
-    assert sorted(ids) == sorted(expected)
+    await_run_alerts(env, restarted, horizon, expected, 90, "alert events after the restart")
     assert restarted.proc.poll() is None
 
 

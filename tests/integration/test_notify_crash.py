@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.notify.model import should_notify
-from tests.integration.conftest import Env, Worker, consume, run, wait_until
+from tests.integration.conftest import Env, Worker, consume, loopback_http, run, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +51,8 @@ class _Hook(BaseHTTPRequestHandler):
 def webhook_receiver() -> Iterator[ThreadingHTTPServer]:
     _Hook.requests = []
     _Hook.healthy.clear()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join(timeout=5)
+    with loopback_http(_Hook) as server:
+        yield server
 
 
 @pytest.fixture
@@ -154,6 +150,21 @@ def _fired_and_committed(
     return ids
 
 
+def _all_delivered(env: Env, worker: Worker, timeout: float, what: str) -> set[str]:
+    """Wait until every notifiable alert event was delivered and audited, then a little longer:
+    a duplicate from a late resume or a re-read alert would show up by then."""
+    def delivered() -> set[str] | None:
+        ids = _notifiable_ids(env)
+        return ids if _delivered_and_audited(env, ids) else None
+
+    try:
+        ids: set[str] = wait_until(delivered, timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nrequests {Counter(_Hook.requests)}\n{worker.state()}") from None
+    time.sleep(3)
+    return ids
+
+
 def _dispatcher_started(worker: Worker) -> bool:
     """The worker built its dispatcher (its per-channel series exist) and so resumed its ledger."""
     return 'mevrisk_notification_queue_depth{channel="webhook"}' in worker.metrics_text()
@@ -177,15 +188,7 @@ def test_kill_9_while_delivery_pending_then_delivered_once_after_restart(
     _Hook.healthy.set()
     restarted = start_worker(**worker_env)
 
-    def delivered() -> set[str] | None:
-        ids = _notifiable_ids(env)
-        return ids if _delivered_and_audited(env, ids) else None
-
-    try:
-        ids = wait_until(delivered, 60, "the pending deliveries to complete after the restart")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\nrequests {Counter(_Hook.requests)}\n{restarted.state()}") from None
-    time.sleep(3)  # a duplicate from a late resume or a re-read alert would show up by now
+    ids = _all_delivered(env, restarted, 60, "the pending deliveries to complete after the restart")
 
     assert fired <= ids
     for event_id in ids:
@@ -261,15 +264,7 @@ def test_rebalance_hands_pending_deliveries_to_the_surviving_worker(
     owner.stop(signal.SIGKILL)
     _Hook.healthy.set()
 
-    def delivered() -> set[str] | None:
-        ids = _notifiable_ids(env)
-        return ids if _delivered_and_audited(env, ids) else None
-
-    try:
-        ids = wait_until(delivered, 90, "every pending delivery completed by the surviving worker")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\nrequests {Counter(_Hook.requests)}\n{survivor.state()}") from None
-    time.sleep(3)
+    ids = _all_delivered(env, survivor, 90, "every pending delivery completed by the surviving worker")
     assert fired <= ids
     for event_id in ids:
         assert _statuses(event_id).count(200) == 1, f"{event_id}: {_statuses(event_id)}"

@@ -6,15 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import orjson
 import pytest
 
-from tests.integration.conftest import Env, consume, run, wait_until
+from tests.integration.conftest import Env, consume, loopback_http, run, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +38,8 @@ class _Hook(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook_receiver():
     _Hook.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join(timeout=5)
+    with loopback_http(_Hook) as server:
+        yield server
 
 
 def test_alert_is_delivered_once_as_signed_webhook(env: Env, start_worker, tmp_path: Path,

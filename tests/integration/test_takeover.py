@@ -4,16 +4,15 @@ of the whole run equal those of the offline replay, none missing and none publis
 from __future__ import annotations
 
 import signal
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Env, consume, run, wait_until
+from tests.integration.conftest import Env, wait_until
 from tests.integration.test_crash_recovery import (
-    LATENESS_MS,
     START_MS,
     WORKER_ENV,
+    await_run_alerts,
     record_flash_crash,
     split_at,
 )
@@ -46,22 +45,7 @@ def test_survivor_takes_over_a_killed_workers_partitions(env: Env, start_worker,
     victim.stop(signal.SIGKILL)
     env.mevrisk("replay", str(second))
 
-    def live_ids() -> list[str]:
-        got = run(consume(env.bootstrap, env.topic("risk.alerts"), 10_000, timeout=5))
-        return [a["event_id"] for a in got if a["ts_ms"] <= horizon - LATENESS_MS]
-
-    try:
-        ids = wait_until(lambda: (x := live_ids()) and set(expected) <= set(x) and x, 120,
-                         "the survivor to publish every alert event of the run")
-    except AssertionError as exc:
-        got = live_ids()
-        raise AssertionError(
-            f"{exc}: expected {len(expected)}, got {len(got)}, missing {set(expected) - set(got)}, "
-            f"unexpected {set(got) - set(expected)}\n{survivor.state()}"
-        ) from None
-    duplicates = [i for i, n in Counter(ids).items() if n > 1]
-    assert not duplicates, f"published twice: {duplicates}"
-    assert sorted(ids) == sorted(expected)
+    await_run_alerts(env, survivor, horizon, expected, 120, "every alert event of the run")
     assert survivor.proc.poll() is None
     # the survivor continued the dead worker's audit chains (same records, same hashes)
     verified = env.mevrisk("audit", "verify")  # exits 1 on a broken chain

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from agents.admission import Admission, AdmissionLimits
 from agents.alerts.engine import AlertEngine
 from agents.alerts.rules import load_rules
 from agents.anomaly.checkpoint import ModelCheckpointer
@@ -29,6 +30,7 @@ class PipelineOptions:
     models: bool = True
     model_seed: int = 0
     model_checkpoint_ms: int = 0  # event time between model checkpoints; 0: none are taken
+    admission: AdmissionLimits = dataclasses.field(default_factory=AdmissionLimits)
 
 
 def build_risk_engine(options: PipelineOptions) -> RiskEngine:
@@ -53,4 +55,5 @@ def build_pipeline(options: PipelineOptions) -> RiskPipeline:
             ModelCheckpointer(options.model_checkpoint_ms)
             if options.models and options.model_checkpoint_ms > 0 else None
         ),
+        admission=Admission(options.admission),
     )

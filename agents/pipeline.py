@@ -16,18 +16,33 @@ arrives after the watermark has passed it is applied at once and counted as late
 is never dropped, but it is the one case where replay and live output may differ.
 
 Outputs are ``(topic, key, value)`` triples for ``risk.snapshots``, ``risk.alerts``,
-``risk.controls`` and ``risk.audit``.
+``risk.controls``, ``risk.audit`` and ``risk.dlq``.
+
+Fault isolation: no exception escapes ``offer``, ``poll``, ``heartbeat`` or ``drain``.
+An event whose application raises, or that would exceed an admission cap
+(``agents.admission``), is quarantined to ``risk.dlq`` (reason ``processing_error`` with
+the exception type and the entity, or the admission reason) and counted per stage in
+``stats.processing_errors``. The portfolio concerned is marked errored: its snapshots carry
+the errors in ``errors`` (the shipped rule ``RiskComputationFailed`` fires on it) until its
+next valid event. A snapshot, model or rule step that raises for one portfolio yields an
+``errors`` entry for that portfolio only; every other portfolio and source carries on.
+An empty stretch of more than ``max_skip_bars`` bars is crossed in O(1): its first bar
+closes, the clock jumps to the last one.
 """
 
 from __future__ import annotations
 
+import base64
 import heapq
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
+from agents.admission import Admission, AdmissionRefused
 from agents.alerts.controls import KillSwitch
 from agents.alerts.engine import AlertEngine
 from agents.alerts.rules import RuleError, parse_rules
@@ -35,6 +50,7 @@ from agents.anomaly.checkpoint import ModelCheckpointer
 from agents.anomaly.models import ModelBundle
 from agents.audit.chain import AuditChain
 from agents.risk.engine import RiskEngine
+from schemas.contracts import excerpt
 
 Output = tuple[str, str, dict[str, Any]]
 
@@ -63,6 +79,12 @@ class PipelineStats:
     controls: int = 0
     operator_replayed: int = 0
     operator_skipped: int = 0
+    processing_errors: dict[str, int] = field(default_factory=dict)
+    """Isolated exceptions by stage (``tick``, ``position``, ``snapshot``, ``models``...)."""
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    """Events quarantined to ``risk.dlq`` by the pipeline, by reason."""
+    skipped_bars: int = 0
+    """Empty bars crossed without closing each one (``max_skip_bars``)."""
 
 
 @dataclass
@@ -112,6 +134,10 @@ class RiskPipeline:
     (one worker, offline replay)."""
     leader: bool = True
     """Publishes the market-wide source alerts (every worker tracks source health; one speaks)."""
+    admission: Admission = field(default_factory=Admission)
+    """Caps on distinct portfolios, strategies and assets (``agents.admission``)."""
+    max_skip_bars: int = 1_000
+    """An empty stretch longer than this many bars is crossed in O(1) (first and last bars close)."""
 
     def __post_init__(self) -> None:
         self._heap: list[tuple[int, int, bytes, str, dict[str, Any]]] = []
@@ -126,6 +152,9 @@ class RiskPipeline:
         self.last_reload: dict[str, list[str]] = {}
         """Rule names added, removed and changed by the last reload."""
         self._home: dict[tuple[str, str], int] = {}  # ("portfolio"|"strategy", name) -> partition
+        self._step_errors: list[dict[str, Any]] = []
+        self._errored: dict[str, list[dict[str, Any]]] = {}
+        """Portfolio -> errors of its events that failed; cleared by its next valid event."""
 
     @property
     def watermark_ms(self) -> int:
@@ -141,9 +170,9 @@ class RiskPipeline:
         """
         ts = int(value["ts_ms"])
         source = (topic, partition)
-        if topic == "mev.positions":
+        if topic == "mev.positions" and ("portfolio", value["portfolio"]) not in self._home:
             self._home[("portfolio", value["portfolio"])] = partition
-        elif topic == "mev.strategy.stats":
+        elif topic == "mev.strategy.stats" and ("strategy", value["strategy"]) not in self._home:
             self._home[("strategy", value["strategy"])] = partition
         if wall_s is not None and topic == "mev.market.ticks" and not self._market_seen():
             for waiting, seen in self._source_max.items():
@@ -230,6 +259,13 @@ class RiskPipeline:
             return
         while self._clock < to_ms:
             next_bar = (self._clock // self.bar_ms + 1) * self.bar_ms
+            last_bar = to_ms // self.bar_ms * self.bar_ms
+            if not self._dirty and self._clock % self.bar_ms == 0 and (
+                    (last_bar - next_bar) // self.bar_ms > self.max_skip_bars):
+                # an empty stretch: the bar after the gap's first closes as if it followed it
+                self.stats.skipped_bars += (last_bar - next_bar) // self.bar_ms
+                self._clock = last_bar - self.bar_ms
+                continue
             next_coalesce = (self._clock // self.coalesce_ms + 1) * self.coalesce_ms
             boundary = min(next_bar, next_coalesce) if self._dirty else next_bar
             if boundary > to_ms:
@@ -242,6 +278,68 @@ class RiskPipeline:
                 self._snapshot_dirty(boundary, out)
 
     def _apply(self, topic: str, value: dict[str, Any], out: list[Output]) -> None:
+        """Apply one released event; admission refusals and exceptions quarantine it."""
+        try:
+            if topic != OPERATOR:
+                self.admission.admit(topic, value)
+        except AdmissionRefused as refused:
+            self._dead_letter(topic, value, refused.reason, refused.detail, refused.entity, None, out)
+            return
+        try:
+            self._apply_event(topic, value, out)
+        except Exception as exc:  # isolation: one event never stops the pipeline (module docstring)
+            entity = _entity_of(topic, value)
+            self._dead_letter(topic, value, "processing_error", f"{type(exc).__name__}: {exc}"[:500],
+                              entity, type(exc).__name__, out)
+            self._count_error(_STAGES.get(topic, "operator"))
+            if topic == "mev.positions":
+                errors = self._errored.setdefault(value["portfolio"], [])
+                if len(errors) < MAX_ENTITY_ERRORS:
+                    errors.append({"stage": "position", "error": type(exc).__name__,
+                                   "detail": str(exc)[:200], "ts_ms": int(value["ts_ms"])})
+                self._dirty.add(value["portfolio"])
+        else:
+            if topic == "mev.positions" and value["portfolio"] in self._errored:
+                del self._errored[value["portfolio"]]  # its next valid event recovers the portfolio
+                self._dirty.add(value["portfolio"])
+
+    def _count_error(self, stage: str) -> None:
+        self.stats.processing_errors[stage] = self.stats.processing_errors.get(stage, 0) + 1
+
+    def _dead_letter(self, topic: str, value: dict[str, Any], reason: str, detail: str, entity: str | None,
+                     error_type: str | None, out: list[Output]) -> None:
+        """Quarantine a released event to ``risk.dlq`` (published by the worker that speaks for it:
+        the owner of its partition, the leader for market events)."""
+        self.stats.dead_letters[reason] = self.stats.dead_letters.get(reason, 0) + 1
+        kind = {"mev.positions": "portfolio", "mev.strategy.stats": "strategy"}.get(topic)
+        name = value.get("portfolio" if kind == "portfolio" else "strategy")
+        speaks = self.owns(kind, str(name)) if kind is not None else self.leader
+        if not speaks:
+            return
+        raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        head, size, digest = excerpt(raw)
+        partition = self._home.get((kind, str(name)), -1) if kind is not None else -1
+        out.append(("risk.dlq", topic, {
+            "source_topic": topic, "partition": partition, "offset": -1, "reason": reason,
+            "detail": detail, "key_b64": None, "value_b64": base64.b64encode(head).decode("ascii"),
+            "received_ts_ms": int(value.get("ts_ms", self.watermark_ms)), "value_size": size,
+            "value_sha256": digest, "truncated": size > len(head), "entity": entity,
+            "error_type": error_type,
+        }))
+
+    def _guarded(self, stage: str, portfolio: str | None, step: Callable[[], Any]) -> Any:
+        """Run one computation step; an exception is counted and, for a portfolio, recorded in
+        its next snapshot's ``errors``. Returns None when the step raised."""
+        try:
+            return step()
+        except Exception as exc:  # isolation: one portfolio's or stage's failure stays local
+            self._count_error(stage)
+            if portfolio is not None:
+                self._step_errors.append({"stage": stage, "error": type(exc).__name__,
+                                          "detail": str(exc)[:200]})
+            return None
+
+    def _apply_event(self, topic: str, value: dict[str, Any], out: list[Output]) -> None:
         if topic == "mev.market.ticks":
             self.risk.on_tick(value)
             if self.models is not None:
@@ -266,24 +364,32 @@ class RiskPipeline:
 
     # ---- per bar and per coalesce boundary ------------------------------------
     def _close_bar(self, bar_end: int, out: list[Output]) -> None:
-        if self.models is not None and self.checkpoints is not None:
+        models, checkpoints = self.models, self.checkpoints
+        if models is not None and checkpoints is not None:
             # the models hold every event < bar_end; none is taken far behind the input head (replay)
-            self.checkpoints.on_bar(self.models, bar_end, self.bar_ms, head_ms=self._max_ts)
-        self.risk.advance(bar_end)
-        if self.models is not None:
-            self.models.advance(bar_end)
+            self._guarded("models", None, lambda: checkpoints.on_bar(models, bar_end, self.bar_ms,
+                                                                     head_ms=self._max_ts))
+        self._guarded("bar", None, lambda: self.risk.advance(bar_end))
+        if models is not None:
+            self._guarded("models", None, lambda: models.advance(bar_end))
         for portfolio in sorted(self.risk.portfolios):
             if self.owns("portfolio", portfolio):
                 self._snapshot(portfolio, bar_end, out)
         self._dirty.clear()
         for strategy in sorted(self._strategies):
             if self.owns("strategy", strategy):
-                health = self.risk.strategy_health(strategy, bar_end)
-                self._alerts(self.alerts.evaluate("strategy", strategy, health, bar_end), out)
+                health = self._guarded("strategy_health", None,
+                                       lambda s=strategy: self.risk.strategy_health(s, bar_end))
+                if health is not None:
+                    self._alerts(self._evaluate("strategy", strategy, health, bar_end), out)
         for name in sorted(self._sources) if self.leader else ():
             context = self._sources[name].context(bar_end)
-            self._alerts(self.alerts.evaluate("source", name, context, bar_end), out)
-        self._alerts(self.alerts.tick(bar_end), out)
+            self._alerts(self._evaluate("source", name, context, bar_end), out)
+        self._alerts(self._guarded("alerts", None, lambda: self.alerts.tick(bar_end)) or (), out)
+
+    def _evaluate(self, scope: str, entity: str, context: dict[str, Any], ts_ms: int) -> Iterable[Any]:
+        return self._guarded("alerts", None,
+                             lambda: list(self.alerts.evaluate(scope, entity, context, ts_ms))) or ()
 
     def owns(self, kind: str, name: str) -> bool:
         """Whether this worker publishes for the portfolio or strategy ``name`` (``kind``)."""
@@ -298,16 +404,31 @@ class RiskPipeline:
     def _snapshot(self, portfolio: str, ts_ms: int, out: list[Output], at_bar: bool = True) -> None:
         """Publish a snapshot. The portfolio models learn and predict once per bar (their horizons
         count bars); a coalesced snapshot between bars carries the bar's predictions."""
-        snapshot = self.risk.snapshot(portfolio, ts_ms)
-        if self.models is not None:
-            snapshot["anomaly"] = (self.models.on_snapshot(portfolio, snapshot) if at_bar
-                                   else self.models.between_bars(portfolio, snapshot))
+        self._step_errors = []
+        computed = self._guarded("snapshot", portfolio, lambda: self.risk.snapshot(portfolio, ts_ms))
+        snapshot: dict[str, Any] = computed if computed is not None else {
+            "portfolio": portfolio, "ts_ms": ts_ms}  # figures unavailable: the errors say why
+        models = self.models
+        if models is not None and computed is not None:
+            anomaly = self._guarded("models", portfolio, lambda: (
+                models.on_snapshot(portfolio, snapshot) if at_bar
+                else models.between_bars(portfolio, snapshot)))
+            if anomaly is not None:
+                snapshot["anomaly"] = anomaly
         for enrich in self.enrichers:
-            enrich(snapshot)
+            self._guarded("snapshot", portfolio, lambda e=enrich: e(snapshot))
+        non_finite: list[str] = []
+        _unavailable_non_finite(snapshot, "", non_finite)
+        if non_finite:  # reported as unavailable (None) with the reason, never as NaN
+            self._count_error("snapshot")
+            self._step_errors.append({"stage": "snapshot", "error": "NonFinite",
+                                      "detail": "not finite: " + ", ".join(non_finite[:5])})
+        snapshot["errors"] = [*self._errored.get(portfolio, ()), *self._step_errors]
+        snapshot["error_count"] = len(snapshot["errors"])
         self.latest_snapshots[portfolio] = snapshot
         out.append(("risk.snapshots", portfolio, snapshot))
         self.stats.snapshots += 1
-        self._alerts(self.alerts.evaluate("portfolio", portfolio, snapshot, ts_ms), out)
+        self._alerts(self._evaluate("portfolio", portfolio, snapshot, ts_ms), out)
 
     def _alerts(self, events: Iterable[Any], out: list[Output]) -> None:
         for event in events:
@@ -368,7 +489,7 @@ class RiskPipeline:
             if kind == "rules_reload":
                 ruleset = parse_rules(action["document"], action["source"])
                 return self.reload_rules(ruleset, actor, action["document"])
-        except (KeyError, RuleError):  # the alert it named does not exist in this replay
+        except (KeyError, RuleError, TypeError, ValueError):  # e.g. the alert it named does not exist
             self.stats.operator_skipped += 1
             return []
         return []
@@ -434,6 +555,47 @@ class RiskPipeline:
 
     def sources(self) -> list[dict[str, Any]]:
         return [self._sources[n].context(self.watermark_ms) for n in sorted(self._sources)]
+
+
+MAX_ENTITY_ERRORS = 8
+"""A portfolio's snapshot lists at most this many errors of its failed events."""
+_STAGES = {"mev.market.ticks": "tick", "mev.positions": "position", "mev.strategy.stats": "strategy_stats"}
+
+
+def _entity_of(topic: str, value: Mapping[str, Any]) -> str | None:
+    """The portfolio, strategy or asset/chain an event concerns."""
+    for name in ("portfolio", "strategy", "asset", "chain"):
+        if isinstance(value.get(name), str):
+            return str(value[name])
+    return None
+
+
+def _unavailable_non_finite(node: Any, path: str, found: list[str]) -> Any:
+    """Replace every NaN/inf number under ``node`` with None, recording its path in ``found``.
+
+    >>> found = []
+    >>> _unavailable_non_finite({"a": 1.0, "b": [float("nan")]}, "", found), found
+    ({'a': 1.0, 'b': [None]}, ['b[0]'])
+    """
+    if isinstance(node, float):
+        if math.isfinite(node):
+            return node
+        found.append(path)
+        return None
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, float | dict | list | np.ndarray):
+                node[key] = _unavailable_non_finite(value, f"{path}.{key}" if path else str(key), found)
+        return node
+    if isinstance(node, list):
+        for i, value in enumerate(node):
+            if isinstance(value, float | dict | list | np.ndarray):
+                node[i] = _unavailable_non_finite(value, f"{path}[{i}]", found)
+        return node
+    if isinstance(node, np.ndarray) and node.dtype.kind == "f" and not np.isfinite(node).all():
+        found.append(path)
+        return None
+    return node
 
 
 def is_pipeline_chain(stream: str) -> bool:

@@ -146,6 +146,15 @@ class DeadLetter(faust.Record, **_RECORD_OPTIONS):
     key_b64: str | None
     value_b64: str
     received_ts_ms: int
+    value_size: int = 0
+    """Size in bytes of the original value; ``value_b64`` keeps at most its first 64 KiB."""
+    value_sha256: str = ""
+    """sha256 (hex) of the whole original value."""
+    truncated: bool = False
+    entity: str | None = None
+    """The portfolio, strategy or asset concerned (``processing_error`` and admission records)."""
+    error_type: str | None = None
+    """Exception type of a ``processing_error``."""
 
 
 INPUT_RECORDS: dict[str, type[faust.Record]] = {

@@ -2,8 +2,11 @@
 
 Every rejected message is published with its source topic, partition, offset, the
 reason code (``schemas.contracts.DLQ_REASONS``), a readable detail, and the original
-key and value bytes (base64), counted by reason, and logged as ``topic[partition]@offset``.
-Nothing is dropped silently and the worker keeps running.
+key and value bytes (base64; at most 64 KiB of the value, with its size and sha256, so a
+dead letter always fits the broker's limit), counted by reason, and logged as
+``topic[partition]@offset``. Nothing is dropped silently and the worker keeps running: a
+dead letter that cannot be sent is logged and counted (``mevrisk_dlq_send_failures_total``),
+never raised into the input agent.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import logging
 import time
 from typing import Any
 
-from schemas.contracts import ContractError, validate_bytes
+from schemas.contracts import ContractError, broker_time_ms, excerpt, validate_bytes
 from schemas.records import DeadLetter
 from streams import metrics
 from streams.codecs import dumps
+from streams.settings import get_settings
 from streams.topics import contract_topic, dlq_topic
 
 log = logging.getLogger(__name__)
@@ -29,16 +33,33 @@ def _b64(raw: bytes | None) -> str | None:
 def dead_letter(
     topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: ContractError
 ) -> DeadLetter:
+    head, size, digest = excerpt(value)
     return DeadLetter(
         source_topic=topic,
         partition=partition,
         offset=offset,
         reason=error.reason,
-        detail=error.detail,
-        key_b64=_b64(key),
-        value_b64=_b64(value) or "",
+        detail=error.detail[:1000],
+        key_b64=_b64(excerpt(key)[0] if key is not None else None),
+        value_b64=_b64(head) or "",
         received_ts_ms=int(time.time() * 1000),
+        value_size=size,
+        value_sha256=digest,
+        truncated=size > len(head),
     )
+
+
+async def send_dead_letter(source_topic: str, letter: dict[str, Any]) -> bool:
+    """Publish one dead letter; a failed send is logged and counted, never raised."""
+    try:
+        await dlq_topic.send(key=source_topic.encode(), value=dumps(letter))
+    except Exception as exc:  # the input agent must survive a broker refusing the dead letter
+        log.error("dead letter for %s not sent (%s: %s)", source_topic, type(exc).__name__, exc)
+        metrics.DLQ_SEND_FAILURES.inc()
+        return False
+    metrics.DLQ_MESSAGES.labels(letter["reason"]).inc()
+    metrics.OUTPUTS.labels("risk.dlq").inc()
+    return True
 
 
 async def accept(event: Any) -> dict[str, Any] | None:
@@ -46,7 +67,9 @@ async def accept(event: Any) -> dict[str, Any] | None:
     message = event.message
     topic = contract_topic(message.topic)
     try:
-        clean = validate_bytes(topic, event.value)
+        clean = validate_bytes(topic, event.value, key=event.key,
+                               now_ms=broker_time_ms(message.timestamp, seconds=True),
+                               max_future_skew_ms=get_settings().max_future_skew_ms)
     except ContractError as error:
         letter = dead_letter(
             message.topic, message.partition, message.offset, event.key, event.value, error
@@ -55,9 +78,7 @@ async def accept(event: Any) -> dict[str, Any] | None:
             "rejected %s[%d]@%d to risk.dlq: %s",
             message.topic, message.partition, message.offset, error,
         )
-        await dlq_topic.send(key=message.topic.encode(), value=dumps(letter.asdict()))
-        metrics.DLQ_MESSAGES.labels(error.reason).inc()
-        metrics.OUTPUTS.labels("risk.dlq").inc()
+        await send_dead_letter(message.topic, letter.asdict())
         return None
     metrics.EVENTS_IN.labels(topic).inc()
     metrics.EVENT_LAG_SECONDS.labels(topic).set(time.time() - clean["ts_ms"] / 1000)

@@ -22,13 +22,14 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.contracts import ContractError, validate_bytes
+from schemas.contracts import ContractError, broker_time_ms, validate_bytes
 from streams import metrics
 from streams.api.hub import notify_listeners
 from streams.app import app
 from streams.codecs import dumps
 from streams.sending import send_unless_stopping
 from streams.settings import get_settings
+from streams.supervision import supervised
 from streams.topics import MARKET_TICKS, contract_topic
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ class PipelineHost:
         """Bumped by every recovery; the market feed rewinds when it changes."""
         self._recovery: asyncio.Future[None] | None = None
         self._recoveries = 0
+        self._errors_exported: dict[str, int] = {}
+        """Processing errors already added to the Prometheus counter, by stage."""
 
     def reassign(self, partitions: frozenset[int]) -> None:
         """A rebalance gave this worker ``partitions``. Before the first recovery this only sets
@@ -118,6 +121,7 @@ class PipelineHost:
                 await app.producer.flush()  # what the old pipeline sent is in the heads read next
             async with self._lock:
                 install_pipeline()
+                self._errors_exported = {}  # the new pipeline counts from zero; the counter goes on
         await recover()
 
     async def offer(
@@ -175,6 +179,9 @@ class PipelineHost:
                 await self.checkpoints.publish(taken)
         sent = []
         for topic_name, key, value in outputs:
+            if topic_name == "risk.dlq" and not self.ready.is_set():
+                self.suppressed += 1  # a replayed input's dead letter went out before the restart
+                continue
             if self.heads is not None and self.heads.already_published(topic_name, value):
                 self.suppressed += 1
                 continue
@@ -189,6 +196,8 @@ class PipelineHost:
                 metrics.observe_snapshot(value)
             elif topic_name == "risk.alerts":
                 metrics.ALERT_EVENTS.labels(value["transition"], value["severity"]).inc()
+            elif topic_name == "risk.dlq":
+                metrics.DLQ_MESSAGES.labels(value["reason"]).inc()
         if sent:
             notify_listeners(sent)
         if self.pipeline is not None:
@@ -202,6 +211,11 @@ class PipelineHost:
             metrics.PIPELINE_EVENTS.labels("operator_replayed").set(stats.operator_replayed)
             metrics.PIPELINE_EVENTS.labels("operator_skipped").set(stats.operator_skipped)
             metrics.PIPELINE_EVENTS.labels("late_ticks").set(self.pipeline.risk.bars.late_ticks)
+            for stage, count in stats.processing_errors.items():
+                seen = self._errors_exported.get(stage, 0)
+                if count > seen:
+                    metrics.PROCESSING_ERRORS.labels(stage).inc(count - seen)
+                    self._errors_exported[stage] = count
 
 
 def _crash_on_failure(recovery: asyncio.Future[None]) -> None:
@@ -228,6 +242,7 @@ async def _rewind(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], 
 
 
 @app.task
+@supervised("recover_pipeline")
 async def recover_pipeline() -> None:
     """Once the group assigned this worker its partitions, replay and open the input agents."""
     await host.assigned.wait()
@@ -268,6 +283,7 @@ async def recover() -> None:
 
 
 @app.task
+@supervised("replicate_market_feed")
 async def replicate_market_feed() -> None:
     """Read every partition of the ticks topic (no consumer group) into this worker's pipeline."""
     settings = get_settings()
@@ -303,7 +319,9 @@ async def replicate_market_feed() -> None:
                 batch = await consumer.getmany(timeout_ms=500)
                 for message in (m for messages in batch.values() for m in messages):
                     try:
-                        tick = validate_bytes(contract_topic(MARKET_TICKS), message.value)
+                        tick = validate_bytes(contract_topic(MARKET_TICKS), message.value,
+                                              now_ms=broker_time_ms(message.timestamp),
+                                              max_future_skew_ms=settings.max_future_skew_ms)
                     except ContractError:
                         continue  # screen_ticks DLQs it once per consumer group
                     await host.offer("mev.market.ticks", tick, message.partition, generation)
@@ -324,6 +342,7 @@ async def on_partitions_assigned(sender: Any, assigned: set[TopicPartition], **_
 
 
 @app.timer(interval=1.0)
+@supervised("idle_heartbeat")
 async def idle_heartbeat() -> None:
     """Keep the event-time clock moving while the inputs are idle (DESIGN.md, Time)."""
     await host.poll()

@@ -98,9 +98,26 @@ def forget_portfolios(keep: set[str]) -> list[str]:
     return gone
 
 
+DLQ_SEND_FAILURES = Counter(
+    "mevrisk_dlq_send_failures_total", "Dead letters the broker refused (logged; the agent goes on).",
+    registry=REGISTRY,
+)
+PROCESSING_ERRORS = Counter(
+    "mevrisk_processing_errors_total",
+    "Events or computations that raised and were isolated (event to risk.dlq, entity marked errored).",
+    ["stage"], registry=REGISTRY,
+)
+COMPONENT_UP = Gauge(
+    "mevrisk_component_up", "1 while a worker component (agent or task) runs; 0 once it crashed.",
+    ["component"], registry=REGISTRY,
+)
+
+
 def observe_snapshot(snapshot: dict) -> None:
-    """Export a snapshot's headline figures."""
+    """Export a snapshot's headline figures (none for a snapshot whose computation failed)."""
     portfolio = snapshot["portfolio"]
+    if "var_95_usd" not in snapshot:
+        return
     _exported.add(portfolio)
     for confidence, suffix in (("0.95", "95"), ("0.99", "99")):
         PORTFOLIO_VAR_USD.labels(portfolio, confidence).set(snapshot[f"var_{suffix}_usd"])
@@ -124,5 +141,10 @@ for _topic in ("mev.market.ticks", "mev.positions", "mev.strategy.stats"):
     PROCESSING_SECONDS.labels(_topic)
 for _reason in DLQ_REASONS:
     DLQ_MESSAGES.labels(_reason)
+PROCESSING_STAGES = ("tick", "position", "strategy_stats", "operator", "bar", "snapshot", "models",
+                     "strategy_health", "alerts")
+"""Where an isolated processing error happened (bounded label values)."""
+for _stage in PROCESSING_STAGES:
+    PROCESSING_ERRORS.labels(_stage)
 for _topic in ("risk.snapshots", "risk.alerts", "risk.controls", "risk.audit", "risk.dlq"):
     OUTPUTS.labels(_topic)

@@ -26,7 +26,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.contracts import ContractError, validate_bytes
+from schemas.contracts import ContractError, broker_time_ms, validate_bytes
+from streams.settings import get_settings
 from streams.topics import ALERTS, AUDIT, CONTROLS, POSITIONS, SNAPSHOTS, STRATEGY_STATS, contract_topic
 
 TAIL_RECORDS = 20_000
@@ -188,7 +189,9 @@ async def bootstrap_inputs(
         nonlocal count
         topic = contract_topic(message.topic)
         try:
-            value = validate_bytes(topic, message.value)
+            value = validate_bytes(topic, message.value, key=message.key,
+                                   now_ms=broker_time_ms(message.timestamp),
+                                   max_future_skew_ms=get_settings().max_future_skew_ms)
         except ContractError:
             return  # the input agents sent it to risk.dlq when it first arrived
         count += 1

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     model_restore: bool = True
     """Restore the online models from ``risk.models`` at start (false: they start cold)."""
     worker_log_level: str = "warn"
+    max_future_skew_ms: int = 300_000
+    """Input events more than this far ahead of the wall clock go to ``risk.dlq`` (out_of_range)."""
+    max_portfolios: int = 1_000
+    """Distinct portfolios tracked; events of more go to ``risk.dlq`` (too_many_entities)."""
+    max_strategies: int = 1_000
+    max_assets: int = 512
+    """Distinct assets admitted from ticks and positions; more go to ``risk.dlq`` (unknown_asset)."""
+    fault_inject: str | None = None
+    """Test-only: the name of an input agent that raises on its first message (a real agent crash,
+    outside the pipeline's isolation), to prove that supervision and the tests notice it."""
 
 
 @lru_cache(maxsize=1)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from agents.admission import AdmissionLimits
 from agents.assembly import PipelineOptions, build_pipeline
 from agents.pipeline import RiskPipeline
 from streams.host import host
 from streams.model_store import CheckpointPublisher, owns_positions_partition
 from streams.settings import Settings, get_settings
-from streams.topics import alerts_topic, audit_topic, controls_topic, models_topic, snapshots_topic
+from streams.topics import (
+    alerts_topic,
+    audit_topic,
+    controls_topic,
+    dlq_topic,
+    models_topic,
+    snapshots_topic,
+)
 
 
 def pipeline_options(settings: Settings) -> PipelineOptions:
@@ -17,6 +25,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         allowed_lateness_ms=settings.allowed_lateness_ms,
         coalesce_ms=settings.snapshot_coalesce_ms,
         model_checkpoint_ms=int(settings.model_checkpoint_secs * 1000),
+        admission=AdmissionLimits(settings.max_portfolios, settings.max_strategies, settings.max_assets),
     )
 
 
@@ -28,6 +37,7 @@ def install_pipeline(settings: Settings | None = None) -> RiskPipeline:
         "risk.alerts": alerts_topic,
         "risk.controls": controls_topic,
         "risk.audit": audit_topic,
+        "risk.dlq": dlq_topic,
     }
     pipeline = build_pipeline(pipeline_options(settings))
     pipeline.idle_source_secs = settings.idle_source_secs

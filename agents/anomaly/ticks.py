@@ -110,7 +110,9 @@ class TickFeatureExtractor:
         if self._last is None or self._last_ts_ms is None:
             return None
         dt_s = max(ts_ms - self._last_ts_ms, self.min_dt_ms) / 1000.0
-        return math.log(price / self._last) / math.sqrt(dt_s)
+        # a difference of logs, not the log of a ratio: the ratio of two valid prices can
+        # underflow to 0 (5e-324 / 3000) and log(0) raises
+        return (math.log(price) - math.log(self._last)) / math.sqrt(dt_s)
 
     def reading(self, tick: dict[str, Any]) -> tuple[int, float, float | None]:
         """``(ts_ms, level, normalised return or None)`` of ``tick`` against the current state,

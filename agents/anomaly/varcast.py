@@ -44,6 +44,19 @@ def _bounds(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return part[:, lo], part[:, hi]
 
 
+_MAX_LOG_USD = 709.0
+"""``expm1`` overflows (raises) above about 709.78: a forecast is capped at ``expm1(709)`` USD."""
+
+
+def _expm1(x: float) -> float:
+    """``math.expm1`` that never raises on a finite input (the log-space path can drift far).
+
+    >>> _expm1(1e6) == math.expm1(709.0)
+    True
+    """
+    return math.expm1(min(x, _MAX_LOG_USD))
+
+
 class VarForecaster:
     """Damped Holt on ``log1p(VaR)`` with empirical per-horizon 95 % intervals.
 
@@ -158,11 +171,11 @@ class VarForecaster:
                 q_lo, q_hi = (float(q[0]) for q in _bounds(self._res[h - 1 : h, :n]))
             else:
                 q_lo, q_hi = -1.96 * sigma1 * math.sqrt(h), 1.96 * sigma1 * math.sqrt(h)
-            lower.append(math.expm1(mu + min(float(q_lo), 0.0)))
-            upper.append(math.expm1(mu + max(float(q_hi), 0.0)))
+            lower.append(_expm1(mu + min(float(q_lo), 0.0)))
+            upper.append(_expm1(mu + max(float(q_hi), 0.0)))
         return {
             "horizon": horizon,
-            "forecast": [math.expm1(mu) for mu in path],
+            "forecast": [_expm1(mu) for mu in path],
             "lower_95": [max(v, 0.0) for v in lower],
             "upper_95": upper,
         }

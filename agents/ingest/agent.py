@@ -9,13 +9,18 @@ from streams import metrics
 from streams.app import app
 from streams.dlq import accept
 from streams.host import host
+from streams.settings import get_settings
+from streams.supervision import on_agent_error, register
 from streams.topics import contract_topic, market_ticks_topic, positions_topic, strategy_stats_topic
 
 
-async def _consume(stream: Any, *, feed_pipeline: bool) -> None:
+async def _consume(stream: Any, *, feed_pipeline: bool, name: str) -> None:
     if feed_pipeline:
         await host.ready.wait()  # recovery first replays what was consumed before a restart
+    inject = get_settings().fault_inject == name
     async for event in stream.events():
+        if inject:  # test-only (MEVRISK_FAULT_INJECT): a real agent crash, outside the isolation
+            raise RuntimeError("injected fault")
         started = time.perf_counter()
         topic = contract_topic(event.message.topic)
         clean = await accept(event)
@@ -24,20 +29,24 @@ async def _consume(stream: Any, *, feed_pipeline: bool) -> None:
         metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
 
 
-@app.agent(positions_topic)
+@app.agent(positions_topic, on_error=on_agent_error)
 async def apply_positions(stream: Any) -> None:
     """Positions, partitioned by portfolio: validated, then applied to this worker's books."""
-    await _consume(stream, feed_pipeline=True)
+    await _consume(stream, feed_pipeline=True, name="apply_positions")
 
 
-@app.agent(strategy_stats_topic)
+@app.agent(strategy_stats_topic, on_error=on_agent_error)
 async def apply_strategy_stats(stream: Any) -> None:
     """Strategy interval statistics, partitioned by strategy."""
-    await _consume(stream, feed_pipeline=True)
+    await _consume(stream, feed_pipeline=True, name="apply_strategy_stats")
 
 
-@app.agent(market_ticks_topic)
+@app.agent(market_ticks_topic, on_error=on_agent_error)
 async def screen_ticks(stream: Any) -> None:
     """Ticks are validated (and DLQ-ed) once per consumer group here; every worker receives all
     valid ticks through the replicated market feed (``streams.host``)."""
-    await _consume(stream, feed_pipeline=False)
+    await _consume(stream, feed_pipeline=False, name="screen_ticks")
+
+
+for _name in ("apply_positions", "apply_strategy_stats", "screen_ticks"):
+    register(_name)

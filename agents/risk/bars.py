@@ -128,7 +128,7 @@ class BarResampler:
         for asset in sorted(bucket):
             price = bucket[asset][1]
             prev = self.last_close.get(asset)
-            returns[asset] = math.log(price / prev) if prev is not None else 0.0
+            returns[asset] = _log_return(price, prev) if prev is not None else 0.0
             self.last_close[asset] = price
         return Bar(start, start + self.bar_ms, dict(self.last_close),
                    frozenset(bucket), returns)
@@ -198,3 +198,9 @@ class ReturnsWindow:
         if self.count < self.capacity:
             return self.log_r[: self.count, :n].copy()
         return np.roll(self.log_r, -self._next, axis=0)[:, :n]
+
+
+def _log_return(price: float, prev: float) -> float:
+    """``ln(price / prev)``; a ratio that underflows to 0 (extreme prices) uses the log difference."""
+    ratio = price / prev
+    return math.log(ratio) if ratio > 0.0 and math.isfinite(ratio) else math.log(price) - math.log(prev)

@@ -195,7 +195,7 @@ def run_scenario(sc: Scenario, inp: StressInputs) -> dict[str, Any]:
     pnl = float(legs.sum())
     per_slot = np.bincount(inp.leg_slot, weights=legs, minlength=len(inp.slot_ids))
     worst = None
-    live = inp.live_slots()
+    live = inp.live_slots() & np.isfinite(per_slot)  # a NaN P&L has no place in the ranking
     if live.any():
         masked = np.where(live, per_slot, np.inf)
         ties = np.flatnonzero(masked == masked.min())

@@ -30,6 +30,7 @@ from agents.alerts.controls import COMMANDS
 from agents.alerts.errors import AlertNotFoundError, AlertsError, RuleError
 from agents.alerts.rules import parse_rules, read_rules_document
 from agents.pipeline import GLOBAL_CHAIN
+from streams import supervision
 from streams.api import shape
 from streams.api.auth import ANONYMOUS, Principal, RateLimiter, Role, TokenStore
 from streams.api.config import ApiSettings
@@ -562,6 +563,12 @@ class ApiService:
         }
         if model_status is not None:
             body["models"] = model_status
+        body["components"] = dict(sorted(supervision.COMPONENTS.items()))
+        down = supervision.dead()
+        if down:  # a crashed agent or task: the worker is stopping for a restart (streams.supervision)
+            body.update(status="down", dead=down,
+                        errors={name: supervision.ERRORS.get(name) for name in down})
+            return json_response(body, status=503)
         return json_response(body)
 
     # ---- alerts ---------------------------------------------------------------------

@@ -1,0 +1,80 @@
+"""Supervision: a worker whose agent or task died does not limp on.
+
+The pipeline isolates failures per event and per portfolio (``agents.pipeline``), so an
+exception reaching an agent or task is a bug, not bad input. When one does, the component
+is marked crashed (``mevrisk_component_up{component} 0``, ``/api/v1/health`` answers 503
+naming it, a log line says ``component <name> crashed``) and the App is stopped with the
+error, so the worker exits non-zero and its supervisor (systemd, Kubernetes, the test
+fixture) restarts it. A restart does not re-crash on the same input: the pipeline's
+isolation quarantines what raised to ``risk.dlq`` instead of letting it escape again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from streams import metrics
+
+log = logging.getLogger(__name__)
+
+COMPONENTS: dict[str, str] = {}
+"""Component name -> ``running`` or ``crashed``."""
+ERRORS: dict[str, str] = {}
+"""Component name -> the error that crashed it."""
+_stops: list[asyncio.Future[Any]] = []
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def register(name: str) -> None:
+    """Declare a component (its gauge reads 1 from the first scrape)."""
+    COMPONENTS.setdefault(name, "running")
+    metrics.COMPONENT_UP.labels(name).set(1 if COMPONENTS[name] == "running" else 0)
+
+
+def dead() -> list[str]:
+    """Names of the components that crashed."""
+    return sorted(name for name, state in COMPONENTS.items() if state == "crashed")
+
+
+def crashed(name: str, error: BaseException) -> None:
+    """Mark ``name`` crashed and stop the App with ``error`` (the worker exits non-zero)."""
+    COMPONENTS[name] = "crashed"
+    ERRORS[name] = f"{type(error).__name__}: {error}"[:500]
+    metrics.COMPONENT_UP.labels(name).set(0)
+    log.error("component %s crashed: %r; stopping the worker (exit non-zero) for a clean restart",
+              name, error, exc_info=error)
+    from streams.app import app
+
+    _stops.append(asyncio.ensure_future(app.crash(error)))  # type: ignore[arg-type]
+
+
+async def on_agent_error(agent: Any, error: BaseException) -> None:
+    """Faust ``on_error`` hook of every input agent."""
+    crashed(_agent_name(agent), error)
+
+
+def _agent_name(agent: Any) -> str:
+    return str(getattr(agent, "name", agent)).rsplit(".", 1)[-1]
+
+
+def supervised(name: str) -> Callable[[F], F]:
+    """Decorate an App task or timer body: an exception that escapes it crashes the worker."""
+    register(name)
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                crashed(name, error)
+                raise
+        return run  # type: ignore[return-value]
+    return wrap

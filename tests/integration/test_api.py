@@ -122,7 +122,7 @@ def test_schemathesis_against_a_running_worker(env: Env, start_api_worker, tmp_p
     documented = {f"{m.upper()} {p}" for p, ops in document()["paths"].items() for m in ops}
     # schemathesis leaves out the document's own path when it loads the schema from it
     assert set(tested) >= documented - {"GET /api/v1/stream", "GET /api/v1/openapi.json"}
-    assert worker.proc.poll() is None
+    worker.assert_healthy()
 
 
 def test_two_workers_answer_for_every_portfolio(env: Env, start_api_worker, tmp_path: Path) -> None:
@@ -213,7 +213,7 @@ def _act_on_the_other_workers_alert(first: Worker, second: Worker) -> None:
     wait_until(lambda: silence_id not in {s["id"] for s in get(other, "/api/v1/silences")[1]["silences"]},
                30, "the expiry followed by the other worker")
     for worker in (owner, other):
-        assert worker.proc.poll() is None
+        worker.assert_healthy()
         assert "Traceback" not in worker.log.read_text(errors="replace")
 
 
@@ -251,4 +251,5 @@ def test_delivery_outcomes_listed_by_every_worker(env: Env, webhook_receiver,  #
         by_alert = get(worker, f"/api/v1/deliveries?alert_id={row['fingerprints'][0]}&limit=5")[1]
         assert row["batch_id"] in {d["batch_id"] for d in by_alert["deliveries"]}
         assert get(worker, "/api/v1/deliveries?outcome=lost")[0] == 400
-    assert all(w.proc.poll() is None for w in workers)
+    for worker in workers:
+        worker.assert_healthy()

@@ -20,7 +20,7 @@ import signal
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
@@ -35,12 +35,27 @@ from tests.integration.test_crash_recovery import split_at
 
 pytestmark = pytest.mark.integration
 
-# Recent event times: the producer stamps records with them (CreateTime), and the broker deletes
-# records older than its 7-day retention at its next retention check, inputs the restart replays.
-START_MS = int(time.time()) // 60 * 60_000 - 600_000
 DURATION_S = 180
-CUT_MS = START_MS + 120_000
-WINDOW_FROM_MS = START_MS + 35_000  # the restarted market feed re-reads the ticks from about here
+BUDGET_S = 270
+"""Wall seconds every wait of the test shares, so that it fails with its own message within the
+suite's 300 s timeout."""
+
+
+class Times(NamedTuple):
+    """Event times of the run: recent ones, because the producer stamps records with them
+    (CreateTime) and the broker deletes records older than its 7-day retention at its next
+    retention check (inputs the restart replays). Taken when the test runs, not at import."""
+
+    start_ms: int
+    cut_ms: int
+    window_from_ms: int  # the restarted market feed re-reads the ticks from about here
+
+    @classmethod
+    def now(cls) -> Times:
+        start_ms = int(time.time()) // 60 * 60_000 - 600_000
+        return cls(start_ms, start_ms + 120_000, start_ms + 35_000)
+
+
 RULES = """
 rules:
   - name: ImpossibleDrawdown
@@ -67,8 +82,8 @@ def _config(tmp_path: Path) -> Path:
     return config
 
 
-def _replay_window(first: Path, partitions: int) -> int:
-    """Ticks per partition that reach back to WINDOW_FROM_MS on the busiest tick partition, but
+def _replay_window(first: Path, partitions: int, window_from_ms: int) -> int:
+    """Ticks per partition that reach back to ``window_from_ms`` on the busiest tick partition, but
     not to the start (the producer's partitioner, as ``mevrisk replay`` uses it)."""
     partitioner = DefaultPartitioner()
     recent: dict[int, int] = {}
@@ -79,7 +94,7 @@ def _replay_window(first: Path, partitions: int) -> int:
             continue
         p = partitioner(row["key"].encode(), list(range(partitions)), list(range(partitions)))
         total[p] = total.get(p, 0) + 1
-        recent[p] = recent.get(p, 0) + (row["ts_ms"] >= WINDOW_FROM_MS)
+        recent[p] = recent.get(p, 0) + (row["ts_ms"] >= window_from_ms)
     busiest = max(recent, key=recent.__getitem__)
     assert recent[busiest] < total[busiest], "the window must not reach back to the start"
     return recent[busiest]
@@ -98,17 +113,24 @@ def _close(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} != {b!r}"]
 
 
+@pytest.mark.kills_worker
 @pytest.mark.parametrize("restore", [True, False], ids=["restored", "cold"])
 def test_scores_after_kill_9_match_an_uninterrupted_run(
     env: Env, start_worker, tmp_path: Path, restore: bool
 ) -> None:
+    deadline = time.monotonic() + BUDGET_S
+
+    def left(wanted: float) -> float:
+        return max(1.0, min(wanted, deadline - time.monotonic()))
+
+    start_ms, cut_ms, window_from_ms = Times.now()
     config = _config(tmp_path)
     recording = tmp_path / "input.jsonl"
     env.mevrisk("simulate", "--seed", "11", "--rate", "120", "--duration", str(DURATION_S),
-                "--start-ms", str(START_MS), "--record", str(recording))
+                "--start-ms", str(start_ms), "--record", str(recording))
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    split_at(recording, CUT_MS, first, second)
-    window = _replay_window(first, partitions=4)
+    split_at(recording, cut_ms, first, second)
+    window = _replay_window(first, partitions=4, window_from_ms=window_from_ms)
     worker_env = {
         # a partition counts as idle only after 20 s: the start-up replay stalls the host for seconds,
         # and a shorter limit would let the first partition read after it run ahead of the others
@@ -125,9 +147,9 @@ def test_scores_after_kill_9_match_an_uninterrupted_run(
 
     try:
         as_of = wait_until(
-            lambda: (c := checkpoints()) and len(c) >= 3 and min(c.values()) >= START_MS + 80_000 and c,
-            150, "checkpoints of the tick models and both portfolios past 80 s")
-        wait_until(lambda: worker.metric("mevrisk_watermark_seconds") * 1000 >= CUT_MS - 10_000, 120,
+            lambda: (c := checkpoints()) and len(c) >= 3 and min(c.values()) >= start_ms + 80_000 and c,
+            left(150), "checkpoints of the tick models and both portfolios past 80 s")
+        wait_until(lambda: worker.metric("mevrisk_watermark_seconds") * 1000 >= cut_ms - 10_000, left(120),
                    "the first worker to process most of the first half")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{worker.state()}") from None
@@ -137,14 +159,14 @@ def test_scores_after_kill_9_match_an_uninterrupted_run(
     restarted = start_worker(**worker_env, MEVRISK_MARKET_REPLAY_MESSAGES=str(window),
                              MEVRISK_MODEL_RESTORE="true" if restore else "false")
     try:
-        wait_until(lambda: restarted.metric("mevrisk_watermark_seconds") * 1000 >= CUT_MS - 5_000, 150,
+        wait_until(lambda: restarted.metric("mevrisk_watermark_seconds") * 1000 >= cut_ms - 5_000, left(150),
                    "the restarted worker to recover the first half")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{restarted.state()}") from None
     env.mevrisk("replay", str(second))
-    end_ms = START_MS + (DURATION_S - 5) * 1000
+    end_ms = start_ms + (DURATION_S - 5) * 1000
     try:
-        wait_until(lambda: restarted.metric("mevrisk_watermark_seconds") * 1000 >= end_ms, 180,
+        wait_until(lambda: restarted.metric("mevrisk_watermark_seconds") * 1000 >= end_ms, left(180),
                    "the restarted worker to process the second half")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{restarted.state()}") from None
@@ -168,14 +190,14 @@ def test_scores_after_kill_9_match_an_uninterrupted_run(
     live = run(consume(env.bootstrap, env.topic("risk.snapshots"), 100_000, timeout=10))
     after = {(s["portfolio"], s["ts_ms"]): s["anomaly"] for s in live
              if as_of[f"portfolio:{s['portfolio']}"] < s["ts_ms"] <= end_ms}
-    after_crash = [k for k in after if k[1] > CUT_MS]
+    after_crash = [k for k in after if k[1] > cut_ms]
     assert len(after_crash) > 80, f"snapshots published after the restart: {len(after_crash)}"
     differences = {k: d for k, v in sorted(after.items()) if (d := _close(v, reference[k]))}
     if restore:
         first_difference = next(iter(differences.items()), None)
         assert not differences, f"{len(differences)} of {len(after)} differ, first: {first_difference}"
     else:
-        forgotten = [k for k in differences if k[1] > CUT_MS]
+        forgotten = [k for k in differences if k[1] > cut_ms]
         assert len(forgotten) > len(after_crash) // 2, "without the checkpoint the models forget"
 
 

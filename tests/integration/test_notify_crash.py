@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.notify.model import should_notify
-from tests.integration.conftest import Env, Worker, consume, loopback_http, run, wait_until
+from tests.integration.conftest import Env, Worker, loopback_http, read_to_end, run, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def _replay_incident(env: Env, tmp_path: Path) -> None:
 
 def _notifiable_ids(env: Env) -> set[str]:
     """Ids of the alert events on risk.alerts the webhook route must deliver."""
-    alerts = run(consume(env.bootstrap, env.topic("risk.alerts"), 10_000, timeout=3))
+    alerts = run(read_to_end(env.bootstrap, env.topic("risk.alerts")))
     return {a["event_id"] for a in alerts if should_notify(a)}
 
 
@@ -101,7 +101,7 @@ def _statuses(key: str) -> list[int]:
 
 def _delivered_in_audit(env: Env) -> Counter[str]:
     """Event id -> number of ``delivered`` outcomes on the notify chain of risk.audit."""
-    audit = run(consume(env.bootstrap, env.topic("risk.audit"), 100_000, timeout=3))
+    audit = run(read_to_end(env.bootstrap, env.topic("risk.audit")))
     return Counter(
         event_id for r in audit
         if r["stream"].startswith("notify@") and r["payload"]["outcome"] == "delivered"
@@ -150,9 +150,29 @@ def _fired_and_committed(
     return ids
 
 
+def _notify_idle(env: Env, worker: Worker, timeout: float = 60, settle_s: float = 2.0) -> None:
+    """Wait until ``worker`` has committed every alert event, holds no queued webhook delivery and
+    made no webhook request for ``settle_s`` (longer than its largest backoff): every delivery it
+    would make for what is on risk.alerts, a duplicate included, has been made."""
+    attempts = "mevrisk_notification_attempts_total"
+
+    def idle() -> bool:
+        if run(_uncommitted(env, env.topic("risk.alerts"))) != 0:
+            return False
+        before = (worker.metric(attempts, channel="webhook"), len(_Hook.requests))
+        time.sleep(settle_s)
+        after = (worker.metric(attempts, channel="webhook"), len(_Hook.requests))
+        return before == after and worker.metric("mevrisk_notification_queue_depth", channel="webhook") == 0
+
+    try:
+        wait_until(idle, timeout, "the notifier to be idle")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nrequests {Counter(_Hook.requests)}\n{worker.state()}") from None
+
+
 def _all_delivered(env: Env, worker: Worker, timeout: float, what: str) -> set[str]:
-    """Wait until every notifiable alert event was delivered and audited, then a little longer:
-    a duplicate from a late resume or a re-read alert would show up by then."""
+    """Wait until every notifiable alert event was delivered and audited, then until the notifier
+    is idle: a duplicate from a late resume or a re-read alert has been sent by then."""
     def delivered() -> set[str] | None:
         ids = _notifiable_ids(env)
         return ids if _delivered_and_audited(env, ids) else None
@@ -161,7 +181,7 @@ def _all_delivered(env: Env, worker: Worker, timeout: float, what: str) -> set[s
         ids: set[str] = wait_until(delivered, timeout, what)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\nrequests {Counter(_Hook.requests)}\n{worker.state()}") from None
-    time.sleep(3)
+    _notify_idle(env, worker)
     return ids
 
 
@@ -170,6 +190,7 @@ def _dispatcher_started(worker: Worker) -> bool:
     return 'mevrisk_notification_queue_depth{channel="webhook"}' in worker.metrics_text()
 
 
+@pytest.mark.kills_worker
 def test_kill_9_while_delivery_pending_then_delivered_once_after_restart(
     env: Env, start_worker: Callable[..., Worker], tmp_path: Path, worker_env: dict[str, str],
 ) -> None:
@@ -195,9 +216,10 @@ def test_kill_9_while_delivery_pending_then_delivered_once_after_restart(
         assert _statuses(event_id).count(200) == 1, f"{event_id}: {_statuses(event_id)}"
     assert {k for k, s in _Hook.requests if s == 200} == ids
     assert all(n == 1 for n in _delivered_in_audit(env).values()), _delivered_in_audit(env)
-    assert restarted.proc.poll() is None
+    restarted.assert_healthy()
 
 
+@pytest.mark.kills_worker
 def test_kill_9_after_delivery_then_nothing_is_delivered_again(
     env: Env, start_worker: Callable[..., Worker], tmp_path: Path, worker_env: dict[str, str],
 ) -> None:
@@ -214,12 +236,12 @@ def test_kill_9_after_delivery_then_nothing_is_delivered_again(
         wait_until(lambda: _dispatcher_started(restarted), 60, "the restarted worker's dispatcher")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{restarted.state()}") from None
-    time.sleep(3)  # the restarted dispatcher has resumed whatever its ledger held pending
+    _notify_idle(env, restarted)  # the restarted dispatcher has resumed whatever its ledger held pending
 
     assert _Hook.requests == before, "nothing is delivered again after the restart"
     assert _notifiable_ids(env) == ids, "the restart published no new alert event"
     assert all(n == 1 for n in _delivered_in_audit(env).values()), _delivered_in_audit(env)
-    assert restarted.proc.poll() is None
+    restarted.assert_healthy()
 
 
 async def _partitions_by_key(bootstrap: str, topic: str) -> dict[bytes, set[int]]:
@@ -239,6 +261,7 @@ async def _partitions_by_key(bootstrap: str, topic: str) -> dict[bytes, set[int]
     return found
 
 
+@pytest.mark.kills_worker
 def test_rebalance_hands_pending_deliveries_to_the_surviving_worker(
     env: Env, start_worker: Callable[..., Worker], tmp_path: Path, worker_env: dict[str, str],
 ) -> None:
@@ -269,4 +292,4 @@ def test_rebalance_hands_pending_deliveries_to_the_surviving_worker(
     for event_id in ids:
         assert _statuses(event_id).count(200) == 1, f"{event_id}: {_statuses(event_id)}"
     assert survivor.metric("mevrisk_notification_attempts_total", channel="webhook") > survivor_attempts
-    assert survivor.proc.poll() is None
+    survivor.assert_healthy()

@@ -59,7 +59,7 @@ def test_flash_crash_alerts_match_offline_replay(env: Env, start_worker, tmp_pat
         return out
 
     assert by_fingerprint(live) == by_fingerprint(expected)
-    assert worker.proc.poll() is None
+    worker.assert_healthy()
     firing = sum(1 for a in expected if a["transition"] == "firing")
     assert sum(
         worker.metric("mevrisk_alert_events_total", transition="firing", severity=sev)

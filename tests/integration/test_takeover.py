@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 TAKEOVER_ENV = {**WORKER_ENV, "BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
 
 
+@pytest.mark.kills_worker
 def test_survivor_takes_over_a_killed_workers_partitions(env: Env, start_worker, tmp_path: Path) -> None:
     recording, horizon, expected = record_flash_crash(env, tmp_path)
     cut_ms = START_MS + 50_000  # before the crash: the survivor must know the killed worker's positions
@@ -46,7 +47,7 @@ def test_survivor_takes_over_a_killed_workers_partitions(env: Env, start_worker,
     env.mevrisk("replay", str(second))
 
     await_run_alerts(env, survivor, horizon, expected, 120, "every alert event of the run")
-    assert survivor.proc.poll() is None
+    survivor.assert_healthy()
     # the survivor continued the dead worker's audit chains (same records, same hashes)
     verified = env.mevrisk("audit", "verify")  # exits 1 on a broken chain
     assert "risk-p0" in verified.stdout and verified.stdout.rstrip().endswith("ok"), verified.stdout

@@ -5,7 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA_PORT ?= 9092
-SYSTEM_PACKAGES := kcat prometheus prometheus-alertmanager chromium
+# command:Debian package that provides it. java and mvn fetch and run the local Kafka broker;
+# openssl makes the notify tests' TLS certificate; kcat, Prometheus (promtool), Alertmanager (amtool)
+# and Chromium are the e2e peers. A test needing one of them fails in CI (CI=true) when it is absent.
+SYSTEM_DEPS ?= java:default-jre-headless mvn:maven openssl:openssl kcat:kcat prometheus:prometheus \
+	promtool:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
+	chromium:chromium
 
 .PHONY: help install system-deps broker broker-stop topics worker simulate demo test test-unit test-integration lint check bench clean
 
@@ -20,12 +25,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev dependencies
 
-system-deps: ## install the Debian packages the e2e tests use (kcat, Prometheus, Alertmanager, Chromium) when root
-	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || echo "warning: could not install$$missing"; \
-	  else echo "note: not root, tests needing$$missing will skip"; fi; \
-	fi
+system-deps: ## check the programs the broker and tests need (Java, Maven, openssl, kcat, Prometheus, Alertmanager, Chromium); install the missing ones when root, else fail
+	@set -euo pipefail; missing=""; \
+	for dep in $(SYSTEM_DEPS); do cmd="$${dep%%:*}"; pkg="$${dep#*:}"; \
+	  if ! command -v "$$cmd" >/dev/null 2>&1; then \
+	    case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; fi; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "error: missing Debian packages:$$missing (run: sudo make system-deps)" >&2; exit 1; fi; \
+	echo "installing Debian packages:$$missing"; \
+	apt-get update -qq; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	for dep in $(SYSTEM_DEPS); do cmd="$${dep%%:*}"; \
+	  command -v "$$cmd" >/dev/null 2>&1 || { echo "error: $$cmd still missing after apt-get install" >&2; exit 1; }; \
+	done
 
 broker: install ## fetch (Maven Central) and start the local Kafka broker on 127.0.0.1:$(KAFKA_PORT)
 	$(BIN)/mevrisk broker start --port $(KAFKA_PORT)
@@ -46,11 +59,11 @@ demo: install ## fresh local Kafka, one worker and the simulator with an inciden
 	$(BIN)/mevrisk topics create
 	@bash deploy/demo.sh
 
-test: install system-deps ## the whole suite against a real Kafka broker (started and stopped by the tests)
-	$(BIN)/python -m pytest tests
+test: install system-deps ## the whole suite and the packages' doctests against a real Kafka broker (started and stopped by the tests)
+	$(BIN)/python -m pytest
 
-test-unit: install ## pure-core tests only (no broker)
-	$(BIN)/python -m pytest tests/unit
+test-unit: install ## pure-core tests and the packages' doctests (no broker)
+	$(BIN)/python -m pytest tests/unit agents streams schemas
 
 lint: install ## ruff
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import cel
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,9 @@ from agents.alerts.rules import _num, load_rules
 from .helpers import T0
 
 FIELDS = ["a", "b", "s", "flag"]
+# Minimum shares of generated cases the fast path answers, so that they are compared with the
+# library; observed over random runs and the derandomized CI profile: 12-20 %, 24-38 %, 70-81 %.
+MIN_SHARE_UNTYPED, MIN_SHARE_TYPED, MIN_SHARE_ARITH = 0.08, 0.18, 0.5
 values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=64),
     st.integers(min_value=-(2**40), max_value=2**40),
@@ -58,19 +62,40 @@ def _library(expr: str, ctx: dict) -> object:
         return type(e).__name__
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_exprs(3), contexts)
-def test_fast_path_answers_only_what_cel_answers(expr: str, ctx: dict) -> None:
+def _compare(expr: str, ctx: dict) -> bool:
+    """Check the fast path against the library on one case; False when the fast path declined it
+    (not compiled, or Fallback at run time), so nothing was compared."""
     fast = compile_fast(expr)
     if fast is None:
-        return
+        return False
     try:
         got = fast({"snapshot": ctx})
     except Fallback:
-        return
+        return False
     want = _library(expr, ctx)
     assert isinstance(got, bool)
     assert got == want and type(want) is bool, (expr, ctx, got, want)
+    return True
+
+
+def _compared_share(exprs: st.SearchStrategy[str], ctxs: st.SearchStrategy[dict], examples: int) -> float:
+    """Run ``examples`` cases; the share of them the fast path answered and were compared."""
+    tally = Counter[bool]()
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(exprs, ctxs)
+    def check(expr: str, ctx: dict) -> None:
+        tally[_compare(expr, ctx)] += 1
+
+    check()
+    return tally[True] / max(1, tally.total())
+
+
+# A property that returns early whenever the fast path declines tests little: each asserts a
+# minimum share of cases actually compared with the library (MIN_SHARE_*).
+def test_fast_path_answers_only_what_cel_answers() -> None:
+    share = _compared_share(_exprs(3), contexts, 400)
+    assert share >= MIN_SHARE_UNTYPED, f"only {share:.0%} of the cases were compared with cel"
 
 
 def test_fast_path_covers_the_default_rules_and_refuses_the_rest() -> None:
@@ -124,10 +149,9 @@ typed_contexts = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_exprs(2), typed_contexts)
-def test_fast_path_on_well_typed_contexts(expr: str, ctx: dict) -> None:
-    test_fast_path_answers_only_what_cel_answers.hypothesis.inner_test(expr, ctx)
+def test_fast_path_on_well_typed_contexts() -> None:
+    share = _compared_share(_exprs(2), typed_contexts, 300)
+    assert share >= MIN_SHARE_TYPED, f"only {share:.0%} of the cases were compared with cel"
 
 
 float_terms = st.sampled_from(["snapshot.a", "snapshot.b", "snapshot.m.x", "0.5", "1.5e3",
@@ -137,7 +161,6 @@ arith_exprs = st.builds(lambda x, op, y, cmp, z: f"{x} {op} {y} {cmp} {z}", floa
                         st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), float_terms)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(arith_exprs, typed_contexts)
-def test_fast_path_arithmetic_and_precedence(expr: str, ctx: dict) -> None:
-    test_fast_path_answers_only_what_cel_answers.hypothesis.inner_test(expr, ctx)
+def test_fast_path_arithmetic_and_precedence() -> None:
+    share = _compared_share(arith_exprs, typed_contexts, 300)
+    assert share >= MIN_SHARE_ARITH, f"only {share:.0%} of the cases were compared with cel"

@@ -4,17 +4,17 @@ that records what the API publishes, and an aiohttp test client over the API rou
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cel
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from agents.alerts.controls import KillSwitch
-from agents.alerts.engine import AlertEngine
 from agents.assembly import DEFAULT_CONFIG_DIR, PipelineOptions, build_pipeline
 from agents.pipeline import RiskPipeline
 from streams.api import build_aiohttp_app, build_service
@@ -46,11 +46,27 @@ def feed(pipeline: RiskPipeline, duration_s: int = 100, crash_at_s: int = 50) ->
     pipeline.drain()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Base:
-    pipeline: RiskPipeline
-    alerts_state: dict[str, Any]
-    kill_switch: dict[str, str]
+    """The fed pipeline, built once per session and never handed to a test: :meth:`fresh` copies it."""
+
+    _pipeline: RiskPipeline
+
+    def fresh(self) -> RiskPipeline:
+        """A deep copy of the fed pipeline (alerts, kill switch, audit chains, snapshots, models):
+        what one test changes, the next does not see. Compiled CEL programs are immutable and
+        cannot be copied, so the copies share them."""
+        program_type = type(cel.compile("true"))
+        dispatch = copy._deepcopy_dispatch  # type: ignore[attr-defined]  # no public hook per type
+        saved = dispatch.get(program_type)
+        dispatch[program_type] = lambda program, memo: program
+        try:
+            return copy.deepcopy(self._pipeline)
+        finally:
+            if saved is None:
+                del dispatch[program_type]
+            else:
+                dispatch[program_type] = saved
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +74,7 @@ def base() -> Base:
     pipeline = build_pipeline(PipelineOptions(bar_ms=1000))
     feed(pipeline)
     assert len(pipeline.alerts.alerts()) >= 2, "the fixture needs two firing alerts"
-    return Base(pipeline, pipeline.alerts.to_dict(), pipeline.kill_switch.to_dict())
+    return Base(pipeline)
 
 
 @dataclass
@@ -81,11 +97,8 @@ class FakeHost:
 
 @pytest.fixture
 def host(base: Base) -> FakeHost:
-    """The shared fed pipeline with its alert and kill-switch state reset for this test."""
-    pipeline = base.pipeline
-    pipeline.alerts = AlertEngine.from_dict(pipeline.alerts.ruleset, base.alerts_state)
-    pipeline.kill_switch = KillSwitch.from_dict(base.kill_switch)
-    return FakeHost(pipeline)
+    """A host over this test's own copy of the fed pipeline."""
+    return FakeHost(base.fresh())
 
 
 def settings(**overrides: Any) -> ApiSettings:

@@ -96,6 +96,7 @@ async def test_var_and_stress_and_backtest(client, host: FakeHost) -> None:
 async def test_predictions_from_snapshot_anomaly(client, host: FakeHost) -> None:
     snap = host.pipeline.latest_snapshots["alpha"]
     saved = snap.pop("anomaly", None)
+    assert saved is not None, "the fixture's pipeline runs its online models: alpha's snapshot is scored"
     try:
         body = await _json(client, "/api/v1/predictions", status=404)
         assert "anomaly scorer" in body["error"]
@@ -105,14 +106,12 @@ async def test_predictions_from_snapshot_anomaly(client, host: FakeHost) -> None
         assert body["anomaly_detection"]["anomaly_score"] == 0.8
         assert body["risk_classification"]["predicted_risk_level"] == snap["rating"]
     finally:
-        snap.pop("anomaly", None)
-        if saved is not None:
-            snap["anomaly"] = saved
-    if saved is not None:  # the pipeline's online models scored it: their seed blocks as they are
-        body = await _json(client, "/api/v1/predictions")
-        assert body["anomaly_detection"] == saved["anomaly_detection"]
-        assert body["risk_classification"] == saved["risk_classification"]
-        assert body["alert_forecast"]["probability"] == saved["alert_probability"]
+        snap["anomaly"] = saved
+    # the pipeline's online models scored it: their seed blocks as they are
+    body = await _json(client, "/api/v1/predictions")
+    assert body["anomaly_detection"] == saved["anomaly_detection"]
+    assert body["risk_classification"] == saved["risk_classification"]
+    assert body["alert_forecast"]["probability"] == saved["alert_probability"]
 
 
 async def test_health_monitors_the_monitors(client, host: FakeHost) -> None:
@@ -123,11 +122,17 @@ async def test_health_monitors_the_monitors(client, host: FakeHost) -> None:
     assert {s["name"] for s in body["sources"]} == {"price-oracle", "gas-tracker", "liquidity-monitor"}
     assert body["pipeline"]["snapshots"] == host.pipeline.stats.snapshots
     assert body["metrics"]["alert_rules"] == len(host.pipeline.alerts.ruleset)
-    models = getattr(host.pipeline, "models", None)
-    assert ("models" in body) == (models is not None)  # model status only where models run
-    if models is not None:
-        assert body["metrics"]["total_predictions"] == models.total_predictions > 0
-        assert body["services"]["ml_predictor"] == "up"
+    models = host.pipeline.models
+    assert models is not None, "the fixture's pipeline runs its online models"
+    assert "models" in body
+    assert body["metrics"]["total_predictions"] == models.total_predictions > 0
+    assert body["services"]["ml_predictor"] == "up"
+
+
+async def test_health_leaves_out_models_where_none_run(client, host: FakeHost) -> None:
+    host.pipeline.models = None
+    body = await _json(client, "/api/v1/health")
+    assert "models" not in body
 
 
 async def test_strategies_carry_trading_state(client) -> None:

@@ -5,9 +5,8 @@ audit view."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from agents.assembly import PipelineOptions, build_pipeline
 from agents.audit.chain import AuditChain
@@ -92,6 +91,14 @@ async def test_silences_of_other_workers_are_applied_once_and_expiry_sticks(clie
     assert host.published == [], "followed silences are not audited again"
 
 
+async def eventually(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Yield to the event loop until ``condition()`` holds. ``timeout_s`` only stops a test that would
+    hang; it is no performance bound (a slow machine takes longer and still passes)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"never: {what}"
+        await asyncio.sleep(0.01)
+
 async def test_silences_wait_for_recovery_and_their_event_time() -> None:
     pipeline = build_pipeline(PipelineOptions(bar_ms=1000))
     pipeline.heartbeat(10_000)  # this worker's clock
@@ -105,24 +112,17 @@ async def test_silences_wait_for_recovery_and_their_event_time() -> None:
         client.service.hub.publish([("risk.audit", "risk", _silence_record(AuditChain("risk"), add))])
         assert len(engine.silences()) == before, "held back while the worker replays"
         host.ready.set()
-        for _ in range(50):
-            await asyncio.sleep(0.01)
-            if len(engine.silences()) == before + 1:
-                break
-        assert len(engine.silences()) == before + 1
+        await eventually(lambda: len(engine.silences()) == before + 1, "the silence applied after recovery")
         # taken at an event time this worker has not reached yet: applied once its clock gets there
         later = host.pipeline.watermark_ms + 5_000
         ahead = AuditChain("risk").append("silence", {**add, "id": "y", "comment": "later"}, later)
         client.service.hub.publish([("risk.audit", "risk", ahead)])
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a chance to apply it too early (can only miss a bug, not flake)
         assert len(engine.silences()) == before + 1
         async with host._lock:
             host.pipeline.heartbeat(later)
-        for _ in range(50):
-            await asyncio.sleep(0.05)
-            if len(engine.silences()) == before + 2:
-                break
-        assert len(engine.silences()) == before + 2
+        await eventually(lambda: len(engine.silences()) == before + 2,
+                         "the silence applied at its event time")
     finally:
         await client.close()
 
@@ -176,8 +176,6 @@ async def test_unreachable_owner_is_503_not_404(host: FakeHost) -> None:
 
 async def test_a_stale_copy_after_a_rebalance_is_not_acted_on(host: FakeHost) -> None:
     """The worker still tracks the alert but no longer owns its partition: the owner acts."""
-    if not hasattr(host.pipeline, "owns"):
-        pytest.skip("this pipeline has no partition ownership (RiskPipeline.owns)")
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 

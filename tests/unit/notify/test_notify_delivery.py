@@ -269,26 +269,27 @@ async def test_connection_refused_is_retried_then_given_up(receiver: Receiver) -
 async def test_hanging_channel_times_out_and_does_not_delay_others(
     receiver: Receiver, smtp_server: SmtpPeer
 ) -> None:
+    """No wall-clock upper bound: the other channels are done while the webhook still hangs (its
+    timeout is far longer than they need), and the webhook gives up no earlier than its timeout."""
     receiver.script["/hook"] = ["hang"]
+    timeout_secs = 3.0
     cfg = _config(receiver.url, smtp_server.port,
-                  webhook={"timeout_secs": 0.5, "max_attempts": 1})
+                  webhook={"timeout_secs": timeout_secs, "max_attempts": 1})
     h = Harness(cfg, real_sleep=True)
     loop = asyncio.get_running_loop()
     async with h.dispatcher as d:
         started = loop.time()
         await d.submit(make_event(channels=["webhook", "slack", "pagerduty", "email"]))
-        for _ in range(200):
-            if {"slack", "pagerduty", "email"} <= {o.channel for o in h.outcomes}:
-                break
+        while not {"slack", "pagerduty", "email"} <= {o.channel for o in h.outcomes}:
+            assert h.outcomes_for("webhook") == [], "the others waited for the hanging webhook"
             await asyncio.sleep(0.01)
-        others_done = loop.time() - started
-        assert others_done < 0.4, f"other channels waited {others_done:.2f}s on the hang"
         assert h.outcomes_for("webhook") == []  # still hanging
+        assert [r.path for r in receiver.at("/hook")] == ["/hook"]  # it was sent and is hanging
         await d.drain()
         elapsed = loop.time() - started
     assert h.outcomes_for("webhook") == ["gave_up"]
     assert h.outcomes_for("webhook") and "timeout" in (h.outcomes[-1].error or "")
-    assert 0.5 <= elapsed < 1.5
+    assert elapsed >= timeout_secs  # a lower bound: a timeout never fires early, however slow the box
     for channel in ("slack", "pagerduty", "email"):
         assert h.outcomes_for(channel) == ["delivered"]
     assert len(smtp_server.sink.envelopes) == 1

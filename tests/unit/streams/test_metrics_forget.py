@@ -16,11 +16,22 @@ def _series(portfolio: str) -> list[str]:
             if s.labels.get("portfolio") == portfolio]
 
 
+def _exported() -> set[str]:
+    """Portfolios with a series in the process-wide registry (other tests may have left some)."""
+    return {s.labels["portfolio"] for f in metrics.REGISTRY.collect() for s in f.samples
+            if "portfolio" in s.labels}
+
+
 def test_forgotten_portfolios_lose_every_headline_series() -> None:
+    others = _exported() - {"kept-p", "moved-p"}  # left by other tests: kept, so not our business
     metrics.observe_snapshot(_snapshot("kept-p"))
     metrics.observe_snapshot(_snapshot("moved-p"))
-    assert len(_series("moved-p")) == 11
-    assert metrics.forget_portfolios({"kept-p"}) == ["moved-p"]
-    assert _series("moved-p") == []
-    assert len(_series("kept-p")) == 11
-    assert metrics.forget_portfolios({"kept-p"}) == []
+    try:
+        assert len(_series("moved-p")) == 11
+        assert metrics.forget_portfolios({"kept-p"} | others) == ["moved-p"]
+        assert _series("moved-p") == []
+        assert len(_series("kept-p")) == 11
+        assert metrics.forget_portfolios({"kept-p"} | others) == []
+        assert _exported() - others == {"kept-p"}
+    finally:  # leave the registry as we found it
+        metrics.forget_portfolios(others)

@@ -191,9 +191,13 @@ def _dispatcher_started(worker: Worker) -> bool:
 
 
 @pytest.mark.kills_worker
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 def test_kill_9_while_delivery_pending_then_delivered_once_after_restart(
     env: Env, start_worker: Callable[..., Worker], tmp_path: Path, worker_env: dict[str, str],
+    stop_signal: int,
 ) -> None:
+    """Stopped (kill -9, or a graceful SIGTERM that must exit 0 promptly: the watch checks it) while
+    deliveries are pending; the restarted worker delivers each once."""
     worker = start_worker(**worker_env)
     _replay_incident(env, tmp_path)
     # Fired, published, consumed and committed by the notify agent; the peer keeps failing, so
@@ -202,7 +206,8 @@ def test_kill_9_while_delivery_pending_then_delivered_once_after_restart(
         env, worker, lambda ids: all(len(_statuses(i)) >= 2 for i in ids),
         "alert events whose webhook delivery is failing and being retried",
     )
-    worker.stop(signal.SIGKILL)
+    worker.stop(stop_signal)
+    assert worker.proc.returncode == (0 if stop_signal == signal.SIGTERM else -signal.SIGKILL)
     assert not [s for _, s in _Hook.requests if s == 200]
     assert not _delivered_in_audit(env)
 

@@ -28,8 +28,8 @@ class AdmissionRefused(MevRiskError):
 class AdmissionLimits:
     """Most distinct entities tracked (events naming more go to ``risk.dlq``)."""
 
-    max_portfolios: int = 1_000
-    max_strategies: int = 1_000
+    max_portfolios: int = 100
+    max_strategies: int = 200
     max_assets: int = 512
 
 

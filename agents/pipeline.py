@@ -432,16 +432,20 @@ class RiskPipeline:
 
     def _alerts(self, events: Iterable[Any], out: list[Output]) -> None:
         for event in events:
-            record = event.to_dict()
-            out.append(("risk.alerts", record["fingerprint"], record))
-            self._audited("alert", record, self._chain_of(record["scope"], record["entity_id"]), out)
-            self.stats.alert_events += 1
-            fired_on_portfolio = record["transition"] == "firing" and record["scope"] == "portfolio"
-            if self.models is not None and fired_on_portfolio:
-                self.models.on_alert(record["entity_id"], record["ts_ms"], record["severity"])
-            control = self.kill_switch.from_alert(record)
-            if control is not None:
-                self.publish_control(control.to_dict(), out)
+            self._guarded("alerts", None, lambda e=event: self._alert(e, out))
+
+    def _alert(self, event: Any, out: list[Output]) -> None:
+        """Publish one alert event, audit it, and issue the control its rule asks for."""
+        record = event.to_dict()
+        out.append(("risk.alerts", record["fingerprint"], record))
+        self._audited("alert", record, self._chain_of(record["scope"], record["entity_id"]), out)
+        self.stats.alert_events += 1
+        fired_on_portfolio = record["transition"] == "firing" and record["scope"] == "portfolio"
+        if self.models is not None and fired_on_portfolio:
+            self.models.on_alert(record["entity_id"], record["ts_ms"], record["severity"])
+        control = self.kill_switch.from_alert(record)
+        if control is not None:
+            self.publish_control(control.to_dict(), out)
 
     def publish_control(self, control: dict[str, Any], out: list[Output]) -> None:
         out.append(("risk.controls", control["scope"], control))

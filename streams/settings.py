@@ -50,9 +50,9 @@ class Settings(BaseSettings):
     worker_log_level: str = "warn"
     max_future_skew_ms: int = 300_000
     """Input events more than this far ahead of the wall clock go to ``risk.dlq`` (out_of_range)."""
-    max_portfolios: int = 1_000
+    max_portfolios: int = 100
     """Distinct portfolios tracked; events of more go to ``risk.dlq`` (too_many_entities)."""
-    max_strategies: int = 1_000
+    max_strategies: int = 200
     max_assets: int = 512
     """Distinct assets admitted from ticks and positions; more go to ``risk.dlq`` (unknown_asset)."""
     fault_inject: str | None = None

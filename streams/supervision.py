@@ -53,17 +53,9 @@ def crashed(name: str, error: BaseException) -> None:
     _stops.append(asyncio.ensure_future(app.crash(error)))  # type: ignore[arg-type]
 
 
-async def on_agent_error(agent: Any, error: BaseException) -> None:
-    """Faust ``on_error`` hook of every input agent."""
-    crashed(_agent_name(agent), error)
-
-
-def _agent_name(agent: Any) -> str:
-    return str(getattr(agent, "name", agent)).rsplit(".", 1)[-1]
-
-
 def supervised(name: str) -> Callable[[F], F]:
-    """Decorate an App task or timer body: an exception that escapes it crashes the worker."""
+    """Decorate an agent, App task or timer body (under Faust's decorator): an exception that
+    escapes it crashes the worker."""
     register(name)
 
     def wrap(fn: F) -> F:

@@ -216,6 +216,14 @@ class AlertEngine:
         return events
 
     def _next_due(self, rule: Rule, st: AlertState) -> tuple[int, str] | None:
+        cands = self._candidates(rule, st)
+        if not cands:
+            return None
+        due, _, kind = min(cands)
+        return due, kind
+
+    def _candidates(self, rule: Rule, st: AlertState) -> list[tuple[int, int, str]]:
+        """Timed transitions of ``st``: ``(due_ms, rank, kind)``."""
         cands: list[tuple[int, int, str]] = []
         if st.status == "pending":
             cands.append((st.active_since_ms + rule.for_ms, 1, "firing"))
@@ -229,10 +237,16 @@ class AlertEngine:
             if (rule.cooldown_ms > 0 and not st.acknowledged and not st.suppressed
                     and st.last_notified_ms is not None):
                 cands.append((st.last_notified_ms + rule.cooldown_ms, 3, "repeat"))
-        if not cands:
-            return None
-        due, _, kind = min(cands)
-        return due, kind
+        return cands
+
+    def _last_owed_repeat(self, rule: Rule, st: AlertState, due: int, now_ms: int) -> int:
+        """A gap in event time can owe many repeats; the latest one before ``now_ms`` and before
+        the next other transition stands for them all (O(1), not one event per cooldown)."""
+        others = [d for d, _, kind in self._candidates(rule, st) if kind != "repeat"]
+        limit = min([now_ms, *(d - 1 for d in others)])
+        if limit <= due:
+            return due
+        return due + (limit - due) // rule.cooldown_ms * rule.cooldown_ms
 
     def _advance(self, rule: Rule, st: AlertState, now_ms: int,
                  events: list[AlertEvent]) -> None:
@@ -249,7 +263,7 @@ class AlertEngine:
             elif kind == "escalated":
                 self._escalate(rule, st, due, events)
             else:
-                events.append(self._emit(rule, st, "repeat", due))
+                events.append(self._emit(rule, st, "repeat", self._last_owed_repeat(rule, st, due, now_ms)))
         if st.fingerprint in self._states:
             st.cursor_ms = max(st.cursor_ms, now_ms)
 

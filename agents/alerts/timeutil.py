@@ -50,7 +50,10 @@ def rfc3339(ts_ms: int | None) -> str:
     """RFC 3339 UTC string for an event time in ms (milliseconds kept when non-zero)."""
     if ts_ms is None:
         return ""
-    t = dt.datetime.fromtimestamp(ts_ms / 1000.0, tz=dt.UTC)
+    try:
+        t = dt.datetime.fromtimestamp(ts_ms / 1000.0, tz=dt.UTC)
+    except (ValueError, OverflowError, OSError):  # beyond year 9999: no RFC 3339 form exists
+        return ""
     if ts_ms % 1000:
         return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")

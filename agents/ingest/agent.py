@@ -10,7 +10,7 @@ from streams.app import app
 from streams.dlq import accept
 from streams.host import host
 from streams.settings import get_settings
-from streams.supervision import on_agent_error, register
+from streams.supervision import supervised
 from streams.topics import contract_topic, market_ticks_topic, positions_topic, strategy_stats_topic
 
 
@@ -29,24 +29,24 @@ async def _consume(stream: Any, *, feed_pipeline: bool, name: str) -> None:
         metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
 
 
-@app.agent(positions_topic, on_error=on_agent_error)
+@app.agent(positions_topic)
+@supervised("apply_positions")
 async def apply_positions(stream: Any) -> None:
     """Positions, partitioned by portfolio: validated, then applied to this worker's books."""
     await _consume(stream, feed_pipeline=True, name="apply_positions")
 
 
-@app.agent(strategy_stats_topic, on_error=on_agent_error)
+@app.agent(strategy_stats_topic)
+@supervised("apply_strategy_stats")
 async def apply_strategy_stats(stream: Any) -> None:
     """Strategy interval statistics, partitioned by strategy."""
     await _consume(stream, feed_pipeline=True, name="apply_strategy_stats")
 
 
-@app.agent(market_ticks_topic, on_error=on_agent_error)
+@app.agent(market_ticks_topic)
+@supervised("screen_ticks")
 async def screen_ticks(stream: Any) -> None:
     """Ticks are validated (and DLQ-ed) once per consumer group here; every worker receives all
     valid ticks through the replicated market feed (``streams.host``)."""
     await _consume(stream, feed_pipeline=False, name="screen_ticks")
 
-
-for _name in ("apply_positions", "apply_strategy_stats", "screen_ticks"):
-    register(_name)

@@ -29,7 +29,7 @@ from streams.codecs import dumps
 from streams.host import host
 from streams.sending import send_unless_stopping
 from streams.settings import get_settings
-from streams.supervision import on_agent_error, register
+from streams.supervision import supervised
 from streams.topics import alerts_topic, audit_topic
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ async def resume_assigned_deliveries() -> None:
         await _dispatcher.resume()
 
 
-@app.agent(alerts_topic, on_error=on_agent_error)
+@app.agent(alerts_topic)
+@supervised("deliver_alerts")
 async def deliver_alerts(stream: Any) -> None:
     """Hand every alert event to the dispatcher; it never waits on a peer."""
     await host.ready.wait()  # the notify audit chain continues from the recovered head
@@ -127,5 +128,3 @@ async def stop_dispatcher(sender: Any, **_: Any) -> None:
     if _dispatcher is not None:
         await _dispatcher.stop()
 
-
-register("deliver_alerts")

@@ -76,7 +76,8 @@ def test_a_position_that_raises_is_dead_lettered_and_marks_only_its_portfolio(ev
     assert {d["error_type"] for d in letters} == {"ValueError"}
     assert pipeline.stats.processing_errors == {"position": len(letters)}
     # beta never noticed
-    assert _headlines(_of(reference, "risk.snapshots", "beta")) == _headlines(_of(out, "risk.snapshots", "beta"))
+    expected = _headlines(_of(reference, "risk.snapshots", "beta"))
+    assert expected == _headlines(_of(out, "risk.snapshots", "beta"))
     # alpha is errored until its next valid event, then recovers
     alpha = _of(out, "risk.snapshots", "alpha")
     assert any(s["errors"] for s in alpha if s["ts_ms"] < cut)
@@ -93,7 +94,8 @@ def test_a_snapshot_that_raises_yields_an_errored_snapshot_and_others_carry_on(e
     beta = _of(out, "risk.snapshots", "beta")
     assert beta and all(s["errors"][0]["stage"] == "snapshot" for s in beta)
     assert all("var_95_usd" not in s for s in beta)  # unavailable, not made up
-    assert _headlines(_of(reference, "risk.snapshots", "alpha")) == _headlines(_of(out, "risk.snapshots", "alpha"))
+    expected = _headlines(_of(reference, "risk.snapshots", "alpha"))
+    assert expected == _headlines(_of(out, "risk.snapshots", "alpha"))
     assert pipeline.stats.processing_errors["snapshot"] == len(beta)
 
 

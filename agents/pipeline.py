@@ -618,28 +618,34 @@ def operator_actions(audit_records: Iterable[Mapping[str, Any]]) -> list[dict[st
     for order, record in enumerate(audit_records):
         if not is_pipeline_chain(str(record.get("stream"))):
             continue
-        kind, p, ts = record["kind"], record["payload"], int(record["ts_ms"])
-        before = len(actions)
-        if kind == "alert" and p.get("transition") == "acknowledged":
-            actions.append({"kind": "acknowledge", "alert_id": p["id"], "actor": p["acknowledged_by"],
-                            "comment": p.get("ack_comment") or "", "ts_ms": ts})
-        elif kind == "alert" and p.get("transition") == "resolved" and p.get("resolved_by") not in (
-            None, "reload"
-        ):
-            actions.append({"kind": "resolve", "alert_id": p["id"], "actor": p["resolved_by"],
-                            "comment": (p.get("annotations") or {}).get("comment", ""), "ts_ms": ts})
-        elif kind == "control" and not str(p.get("actor", "")).startswith("rule:"):
-            actions.append({"kind": "command", "scope": p["scope"], "command": p["command"],
-                            "actor": p["actor"], "reason": p.get("reason", ""), "ts_ms": ts})
-        elif kind == "silence" and p.get("action") == "add":
-            actions.append({"kind": "silence_add", "matchers": p["matchers"], "starts_ms": p["starts_ms"],
-                            "ends_ms": p["ends_ms"], "actor": p["actor"], "comment": p.get("comment", ""),
-                            "ts_ms": ts})
-        elif kind == "silence" and p.get("action") == "delete":
-            actions.append({"kind": "silence_delete", "id": p["id"], "actor": p["actor"], "ts_ms": ts})
-        elif kind == "rules_reload" and "document" in p:
-            actions.append({"kind": "rules_reload", "document": p["document"], "source": p["source"],
-                            "actor": p["actor"], "ts_ms": ts})
-        if len(actions) > before:
-            actions[-1]["audit_order"] = order  # position on risk.audit (one partition): the order taken
+        try:
+            action = _operator_action(record)
+        except (KeyError, TypeError, ValueError, AttributeError):  # malformed: skipped, never a crash
+            continue
+        if action is not None:
+            action["audit_order"] = order  # position on risk.audit (one partition): the order taken
+            actions.append(action)
     return actions
+
+
+def _operator_action(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The operator action one pipeline audit record stands for, if any (raises on a malformed one)."""
+    kind, p, ts = record["kind"], record["payload"], int(record["ts_ms"])
+    if kind == "alert" and p.get("transition") == "acknowledged":
+        return {"kind": "acknowledge", "alert_id": p["id"], "actor": p["acknowledged_by"],
+                "comment": p.get("ack_comment") or "", "ts_ms": ts}
+    if kind == "alert" and p.get("transition") == "resolved" and p.get("resolved_by") not in (None, "reload"):
+        return {"kind": "resolve", "alert_id": p["id"], "actor": p["resolved_by"],
+                "comment": (p.get("annotations") or {}).get("comment", ""), "ts_ms": ts}
+    if kind == "control" and not str(p.get("actor", "")).startswith("rule:"):
+        return {"kind": "command", "scope": p["scope"], "command": p["command"],
+                "actor": p["actor"], "reason": p.get("reason", ""), "ts_ms": ts}
+    if kind == "silence" and p.get("action") == "add":
+        return {"kind": "silence_add", "matchers": p["matchers"], "starts_ms": p["starts_ms"],
+                "ends_ms": p["ends_ms"], "actor": p["actor"], "comment": p.get("comment", ""), "ts_ms": ts}
+    if kind == "silence" and p.get("action") == "delete":
+        return {"kind": "silence_delete", "id": p["id"], "actor": p["actor"], "ts_ms": ts}
+    if kind == "rules_reload" and "document" in p:
+        return {"kind": "rules_reload", "document": p["document"], "source": p["source"],
+                "actor": p["actor"], "ts_ms": ts}
+    return None

@@ -224,6 +224,21 @@ def decode(raw: bytes | None) -> dict[str, Any]:
     return obj
 
 
+def _brief(value: Any) -> str:
+    """A short, non-recursive description of a value for an error message (a container nested
+    1,000 deep would make ``repr`` recurse past Python's limit).
+
+    >>> _brief([[[1]]]), _brief("x" * 100)[-4:], _brief(True)
+    ('an array', 'xxx…', 'True')
+    """
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "…"
+
+
 def _check_number(spec: FieldSpec, value: Any, name: str) -> Any:
     if spec.minimum is not None and value < spec.minimum:
         raise ContractError("out_of_range", f"field '{name}' must be >= {spec.minimum}, got {value}")
@@ -241,7 +256,7 @@ def _check_value(spec: FieldSpec, value: Any, where: str = "") -> Any:
     name = f"{where}{spec.name}"
     if spec.type is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ContractError("wrong_type", f"field '{name}' must be a number, got {value!r:.60}")
+            raise ContractError("wrong_type", f"field '{name}' must be a number, got {_brief(value)}")
         if isinstance(value, int) and abs(value) > 2**63:
             raise ContractError("out_of_range", f"field '{name}' is out of range")
         value = float(value)
@@ -254,10 +269,10 @@ def _check_value(spec: FieldSpec, value: Any, where: str = "") -> Any:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ContractError("wrong_type", f"field '{name}' must be an integer, got {value!r:.60}")
+            raise ContractError("wrong_type", f"field '{name}' must be an integer, got {_brief(value)}")
     elif not isinstance(value, spec.type):
         expected = {str: "a string", list: "an array"}.get(spec.type, spec.type.__name__)
-        raise ContractError("wrong_type", f"field '{name}' must be {expected}, got {value!r:.60}")
+        raise ContractError("wrong_type", f"field '{name}' must be {expected}, got {_brief(value)}")
     if spec.type is str:
         _check_identifier(spec, value, name)
     if spec.type in (int, float):

@@ -142,7 +142,7 @@ for _topic in ("mev.market.ticks", "mev.positions", "mev.strategy.stats"):
 for _reason in DLQ_REASONS:
     DLQ_MESSAGES.labels(_reason)
 PROCESSING_STAGES = ("tick", "position", "strategy_stats", "operator", "bar", "snapshot", "models",
-                     "strategy_health", "alerts")
+                     "strategy_health", "alerts", "notify")
 """Where an isolated processing error happened (bounded label values)."""
 for _stage in PROCESSING_STAGES:
     PROCESSING_ERRORS.labels(_stage)

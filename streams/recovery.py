@@ -18,6 +18,7 @@ only reach back to the last checkpoint.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from schemas.contracts import ContractError, broker_time_ms, validate_bytes
 from streams.settings import get_settings
 from streams.topics import ALERTS, AUDIT, CONTROLS, POSITIONS, SNAPSHOTS, STRATEGY_STATS, contract_topic
+
+log = logging.getLogger(__name__)
 
 TAIL_RECORDS = 20_000
 """Records read back from the end of each output partition."""
@@ -47,10 +50,15 @@ class OutputHeads:
     audit_seq: dict[str, int] = field(default_factory=dict)
     audit_last: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The newest audit record per chain, to continue a chain the pipeline does not replay."""
+    malformed: int = 0
+    """Records on the output topics that were not valid outputs (skipped)."""
 
     def add(self, topic: str, value: dict[str, Any]) -> None:
         if topic == "risk.audit":
             stream = str(value.get("stream"))
+            seq = value["seq"]
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                raise TypeError("an audit record needs an integer seq")
             if int(value["seq"]) > self.audit_seq.get(stream, -1):
                 self.audit_seq[stream] = int(value["seq"])
                 self.audit_last[stream] = value
@@ -131,6 +139,20 @@ async def _read_ranges(
                 remaining.discard(tp)
 
 
+def _add_head(heads: OutputHeads, topic: str, message: Any) -> None:
+    """Count one output record towards the heads; a malformed one (anyone who can write the topic
+    can put one there) is skipped and counted, never a crash at start."""
+    try:
+        value = orjson.loads(message.value) if message.value is not None else None
+        if not isinstance(value, dict):
+            raise TypeError(f"not a JSON object: {type(value).__name__}")
+        heads.add(topic, value)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        heads.malformed += 1
+        log.warning("skipped malformed record %s[%d]@%d while reading output heads: %s",
+                    message.topic, message.partition, message.offset, str(exc)[:200])
+
+
 async def read_output_heads(bootstrap: str) -> OutputHeads:
     """Scan the tails of the output topics."""
     heads = OutputHeads()
@@ -145,7 +167,7 @@ async def read_output_heads(bootstrap: str) -> OutputHeads:
             end = await consumer.end_offsets(tps)
             ranges = {tp: (max(begin[tp], end[tp] - TAIL_RECORDS), end[tp]) for tp in tps}
             name = contract_topic(topic)
-            await _read_ranges(consumer, ranges, lambda m, n=name: heads.add(n, orjson.loads(m.value)))
+            await _read_ranges(consumer, ranges, lambda m, n=name: _add_head(heads, n, m))
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()

@@ -108,10 +108,17 @@ async def deliver_alerts(stream: Any) -> None:
     async for event in stream.events():
         message = event.message
         try:
-            await (await dispatcher()).submit(orjson.loads(event.value))
+            value = orjson.loads(event.value) if event.value is not None else None
+            if not isinstance(value, dict):
+                raise InvalidAlertEvent(f"not a JSON object ({type(value).__name__})")
+            await (await dispatcher()).submit(value)
         except (orjson.JSONDecodeError, InvalidAlertEvent) as error:
             log.warning("undeliverable alert event %s[%d]@%d: %s",
                         message.topic, message.partition, message.offset, error)
+        except Exception as error:  # isolation: one odd alert record never stops deliveries
+            metrics.PROCESSING_ERRORS.labels("notify").inc()
+            log.error("alert event %s[%d]@%d not delivered (%s: %s)",
+                      message.topic, message.partition, message.offset, type(error).__name__, error)
 
 
 @app.timer(interval=1.0)

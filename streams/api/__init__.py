@@ -136,7 +136,7 @@ def _replicate_outputs(hub: EventHub) -> Any:
             async for message in consumer:
                 try:
                     value = orjson.loads(message.value)
-                except orjson.JSONDecodeError:
+                except (orjson.JSONDecodeError, TypeError):  # malformed or a tombstone: skipped
                     continue
                 if isinstance(value, dict):
                     key = message.key.decode() if message.key else ""

@@ -80,6 +80,7 @@ SLEEP = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.
 @pytest.fixture
 def stand_in(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(standin=STAND_IN)
     pytester.syspathinsert()
     return pytester

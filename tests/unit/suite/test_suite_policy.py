@@ -30,6 +30,7 @@ def test_needs_kcat():
 def policy(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     monkeypatch.setattr(suite, "_unexpected_skips", [])  # the inner run's, not this session's
     pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(test_skips=SKIPPING)
     return pytester
 

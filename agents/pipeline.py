@@ -418,7 +418,8 @@ class RiskPipeline:
         for enrich in self.enrichers:
             self._guarded("snapshot", portfolio, lambda e=enrich: e(snapshot))
         non_finite: list[str] = []
-        _unavailable_non_finite(snapshot, "", non_finite)
+        if b"null" in orjson.dumps(snapshot, option=_JSON_OPTIONS):  # orjson writes NaN/inf as null
+            _unavailable_non_finite(snapshot, "", non_finite)
         if non_finite:  # reported as unavailable (None) with the reason, never as NaN
             self._count_error("snapshot")
             self._step_errors.append({"stage": "snapshot", "error": "NonFinite",
@@ -561,6 +562,7 @@ class RiskPipeline:
         return [self._sources[n].context(self.watermark_ms) for n in sorted(self._sources)]
 
 
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 MAX_ENTITY_ERRORS = 8
 """A portfolio's snapshot lists at most this many errors of its failed events."""
 _STAGES = {"mev.market.ticks": "tick", "mev.positions": "position", "mev.strategy.stats": "strategy_stats"}

@@ -29,7 +29,7 @@ from streams.app import app
 from streams.codecs import dumps
 from streams.sending import send_unless_stopping
 from streams.settings import get_settings
-from streams.supervision import supervised
+from streams.supervision import crashed, register, supervised
 from streams.topics import MARKET_TICKS, contract_topic
 
 log = logging.getLogger(__name__)
@@ -223,14 +223,13 @@ def _crash_on_failure(recovery: asyncio.Future[None]) -> None:
     if recovery.cancelled() or recovery.exception() is None:
         return
     error = recovery.exception()
+    assert error is not None
     log.error("pipeline recovery failed: %r", error)
-    _crashes.append(asyncio.ensure_future(app.crash(error)))  # type: ignore[arg-type]
-
-
-_crashes: list[asyncio.Future[None]] = []
+    crashed("recovery", error)
 
 
 host = PipelineHost()
+register("recovery")
 
 
 async def _rewind(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], keep: int) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -41,8 +42,15 @@ def dead() -> list[str]:
     return sorted(name for name, state in COMPONENTS.items() if state == "crashed")
 
 
+EXIT_GRACE_SECS = 15.0
+"""After a crash the App stops cleanly; a worker still running this long after is exited hard."""
+CRASH_EXIT_CODE = 70
+
+
 def crashed(name: str, error: BaseException) -> None:
     """Mark ``name`` crashed and stop the App with ``error`` (the worker exits non-zero)."""
+    if COMPONENTS.get(name) == "crashed":
+        return  # the worker is already stopping for this component
     COMPONENTS[name] = "crashed"
     ERRORS[name] = f"{type(error).__name__}: {error}"[:500]
     metrics.COMPONENT_UP.labels(name).set(0)
@@ -51,6 +59,15 @@ def crashed(name: str, error: BaseException) -> None:
     from streams.app import app
 
     _stops.append(asyncio.ensure_future(app.crash(error)))  # type: ignore[arg-type]
+    asyncio.get_running_loop().call_later(EXIT_GRACE_SECS, _exit_hard, name)
+
+
+def _exit_hard(name: str) -> None:
+    """The App did not stop after a crash: exit non-zero anyway, so the supervisor restarts it."""
+    log.error("worker still running %.0f s after component %s crashed; exiting with %d",
+              EXIT_GRACE_SECS, name, CRASH_EXIT_CODE)
+    logging.shutdown()
+    os._exit(CRASH_EXIT_CODE)
 
 
 def supervised(name: str) -> Callable[[F], F]:

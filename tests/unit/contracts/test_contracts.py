@@ -78,7 +78,8 @@ def test_bad_messages_get_their_reason(topic: str, raw: bytes, reason: str) -> N
 
 
 def test_gas_tick_requires_gas_fields() -> None:
-    gas = {"kind": "gas", "source": "gas-tracker", "ts_ms": 1_700_000_000_000, "chain": "ethereum", "base_fee_gwei": 20.0}
+    gas = {"kind": "gas", "source": "gas-tracker", "ts_ms": 1_700_000_000_000, "chain": "ethereum",
+           "base_fee_gwei": 20.0}
     assert _reason("mev.market.ticks", orjson.dumps(gas)) == "missing_field"
     assert validate_bytes("mev.market.ticks", orjson.dumps({**gas, "priority_fee_gwei": 1.5}))
 

@@ -133,7 +133,7 @@ def test_portfolio_cap_dead_letters_new_names_and_keeps_the_first(events) -> Non
     out = _run(pipeline, events)
     letters = _of(out, "risk.dlq")
     assert letters and {d["reason"] for d in letters} == {"too_many_entities"}
-    first = min((v["ts_ms"], t) + (v["portfolio"],) for t, v in events if "portfolio" in v)[2]
+    first = min((v["ts_ms"], t, v["portfolio"]) for t, v in events if "portfolio" in v)[2]
     assert {s["portfolio"] for s in _of(out, "risk.snapshots")} == {first}  # first seen in event time
     assert set(pipeline.risk.portfolios) == {first}
 

@@ -573,6 +573,9 @@ def crafted(w: World, *, new_portfolios: int = 3_000) -> list[Hostile]:
         _h(TICKS, "ETH", orjson.dumps({**tick, "ts_ms": 0}).replace(b'"ts_ms":0', b'"ts_ms":' + b"[" * 1_000
                                                                     + b"]" * 1_000),
            "ts_ms nested 1000 deep (parses; its repr recurses)", True),
+        _h(TICKS, "ETH", orjson.dumps({**tick, "kind": 0}).replace(b'"kind":0', b'"kind":' + b"[" * 1_000
+                                                                   + b"]" * 1_000),
+           "kind nested 1000 deep (parses; str() of the selector recurses)", True),
         _h(POSITIONS, victim, {**pos, "quantity": 1e300, "notional_usd": 1e300}, "quantity 1e300", True),
         _h(POSITIONS, victim, {**pos, "ts_ms": 9_000_000_000_000_000}, "position ts_ms 9e15", True),
         _h(POSITIONS, hostile_pf, {**pos, "portfolio": hostile_pf, "position_id": "fz-2", "asset": "NOPE"},

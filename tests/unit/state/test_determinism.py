@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -138,3 +139,18 @@ def _canonical(blob: bytes, key: str) -> dict[str, Any]:
         field = "pickle" if part is doc.get("tick_models") else "models"
         part[field] = pickled(unpickle(part[field]))
     return doc
+
+
+def test_without_models_and_with_wall_clock_idleness(events: list[Event]) -> None:
+    """Models off; a live restore (wall_s) starts the restored sources' idle time at the restore."""
+    options = dataclasses.replace(OPTIONS, models=False)
+    head = [e for e in events if e[1]["ts_ms"] < START_MS + 40_000]
+    uninterrupted = build_pipeline(options)
+    reference = feed(uninterrupted, head) + uninterrupted.drain()
+    before = build_pipeline(options)
+    out_before = feed(before, head[: len(head) // 2])
+    after = build_pipeline(options)
+    report = restore(after, take(before, [0, 1], secret=SECRET), secret=SECRET, wall_s=100.0)
+    assert report.models == "none" and after.models is None
+    assert after._source_wall == dict.fromkeys(before._source_max, 100.0)
+    assert out_before + feed(after, head[len(head) // 2:]) + after.drain() == reference

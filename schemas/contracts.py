@@ -337,7 +337,9 @@ def validate(
     """
     required = {s.name for s in contract.fields if s.required}
     for selector, by_value in contract.required_by.items():
-        required.update(by_value.get(str(obj.get(selector)), ()))
+        chosen = obj.get(selector)
+        if isinstance(chosen, str):  # never str() an arbitrary value: a nested one recurses
+            required.update(by_value.get(chosen, ()))
     out: dict[str, Any] = {}
     for spec in contract.fields:
         if spec.name not in obj or obj[spec.name] is None:

@@ -54,8 +54,11 @@ HOSTILE_EVERY_S = 0.1
 CRAFTED_AT_S = 15.0
 NEW_PORTFOLIOS = 3_000
 """Issue 11 item 7: 3,000 new portfolio names from one producer (beyond the admission cap)."""
-MAX_WALL_GAP_S = 4.0
-"""Most wall time between two snapshots of a simulator portfolio while the run lasts."""
+MAX_WALL_GAP_S = 20.0
+"""Most wall time between two snapshots of a simulator portfolio while the run lasts: a stall
+detector (the bug was a clock that never came back), not a latency bound. Every bar's snapshot
+is checked exactly in event time; wall gaps of 6.8 s were seen on a loaded 2-core CI machine
+while 3,000 portfolio names arrived at once, so the bound leaves room for load."""
 SIM_ENTITIES = frozenset(SIM_PORTFOLIOS + SIM_STRATEGIES + SIM_SOURCES)
 
 

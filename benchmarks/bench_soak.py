@@ -11,8 +11,9 @@ nesting, 1.5 MiB tick, 3,000 new portfolios...). The worker runs under a supervi
 exits, it is restarted and counted.
 
 Prints key=value lines: rss_mib_start (after warm-up: when 10 % of the events are sent),
-rss_mib_end, rss_mib_max, rss_growth_pct, rss_mib_series (every 5 s, thinned), dlq_messages (records on risk.dlq), processing_errors
-(``mevrisk_processing_errors_total``), worker_restarts, events_per_sec_target,
+rss_mib_end, rss_mib_max, rss_growth_pct, rss_mib_series (every 5 s, thinned), dlq_messages
+(records on risk.dlq), processing_errors (``mevrisk_processing_errors_total``), worker_restarts,
+events_per_sec_target,
 events_per_sec_achieved (inputs the worker processed per wall second while fed), event_minutes.
 
 Run: .venv/bin/python benchmarks/bench_soak.py [--minutes 30] [--rate 5000] [--hostile-pct 1]

@@ -37,6 +37,7 @@ from agents.anomaly.ticks import TickAnomalyDetector
 from agents.anomaly.varcast import VarForecaster
 
 T0_MS = 1_700_000_000_000
+SECRET = b"benchmark-checkpoint-secret"
 
 
 def ticks(n: int, seed: int) -> list[dict[str, Any]]:
@@ -185,10 +186,10 @@ def simulator_checkpoint(seconds: float, seed: int) -> None:
         t0 = time.perf_counter()
         parts = [Checkpoint.take(TICKS_KEY, bundle.tick_state(), as_of)]
         parts += [Checkpoint.take(portfolio_key(n), m, as_of) for n, m in bundle.portfolios.items()]
-        records = [(c.key, c.to_bytes()) for c in parts]
+        records = [(c.key, c.to_bytes(SECRET)) for c in parts]
         times.append((time.perf_counter() - t0) * 1000.0)
         t0 = time.perf_counter()
-        report = restore(ModelBundle(seed=0), records)
+        report = restore(ModelBundle(seed=0), records, SECRET)
         restore_times.append((time.perf_counter() - t0) * 1000.0)
         assert not report.refused
     sizes = {key: len(value) for key, value in records}

@@ -7,6 +7,8 @@ BIN=.venv/bin
 PORT="${MEVRISK_WEB_PORT:-6066}"
 export MEVRISK_BAR_MS="${MEVRISK_BAR_MS:-1000}"  # 1 s bars so the demo moves quickly
 DEMO_TOKEN="${MEVRISK_DEMO_TOKEN:-demo-admin-token}"
+# checkpoints are signed with a worker secret; the demo starts from a fresh broker, so a new one per run
+export MEVRISK_CHECKPOINT_SECRET="${MEVRISK_CHECKPOINT_SECRET:-$(head -c 24 /dev/urandom | base64)}"
 export MEVRISK_API_ANONYMOUS_READS="${MEVRISK_API_ANONYMOUS_READS:-true}"  # seed clients read without auth
 export MEVRISK_API_TOKENS="${MEVRISK_API_TOKENS:-{\"$DEMO_TOKEN\": {\"role\": \"admin\", \"name\": \"demo\"}}}"
 mkdir -p .cache/demo

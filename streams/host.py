@@ -262,10 +262,16 @@ async def recover() -> None:
         host.pipeline.leader = 0 in host.assignment  # market-wide alerts: the owner of partition 0
         log.info("recovering for %s partitions %s", POSITIONS, sorted(host.assignment))
     models = getattr(host.pipeline, "models", None)
-    if models is not None and settings.model_restore:
+    from streams.wiring import checkpoint_secret
+
+    secret = checkpoint_secret(settings)
+    if models is not None and settings.model_restore and secret is None:
+        log.warning("MEVRISK_CHECKPOINT_SECRET is not set: model checkpoints are neither written nor "
+                    "restored, the models start cold")
+    elif models is not None and settings.model_restore:
         from streams.model_store import restore_models
 
-        await restore_models(settings.kafka_bootstrap_servers, models)  # before any event is offered
+        await restore_models(settings.kafka_bootstrap_servers, models, secret)  # before any event
     host.heads = await read_output_heads(settings.kafka_bootstrap_servers)
     if host.pipeline is not None and not host.heads.empty:
         await schedule_operator_actions(settings.kafka_bootstrap_servers, host.pipeline)

@@ -17,8 +17,11 @@ previous checkpoint plus the replay give the same models on the next start.
 
 Restore runs once at start, before the replay: the whole topic is read (a compacted
 topic holds one record per key, plus what the cleaner has not compacted yet) and the
-last record of each key is installed. A refused record (another state version,
-foreign, corrupt) is logged with its reason and that part starts cold.
+newest record of each key whose HMAC tag verifies with ``MEVRISK_CHECKPOINT_SECRET`` is
+installed. A refused record (forged, another state version, foreign, corrupt, oversized)
+is logged with its reason, counted (``mevrisk_model_checkpoints_total{outcome="refused"}``)
+and that part starts cold; the worker never crashes on it. Without a secret, no checkpoint
+is written or restored.
 """
 
 from __future__ import annotations
@@ -83,11 +86,11 @@ async def read_checkpoints(bootstrap: str, topic: str = MODELS) -> list[tuple[st
     return records
 
 
-async def restore_models(bootstrap: str, bundle: ModelBundle) -> RestoreReport:
-    """Install the latest checkpoint of each part into ``bundle`` (before any event is offered)."""
+async def restore_models(bootstrap: str, bundle: ModelBundle, secret: bytes) -> RestoreReport:
+    """Install the latest verified checkpoint of each part into ``bundle`` (before any event)."""
     started = time.monotonic()
     records = await read_checkpoints(bootstrap)
-    report = restore(bundle, records)
+    report = restore(bundle, records, secret)
     for key, reason in sorted(report.refused.items()):
         log.error("model checkpoint %s[%s] refused, this part starts cold: %s", MODELS, key, reason)
     CHECKPOINTS.labels("restored").inc(len(report.restored))
@@ -102,9 +105,10 @@ async def restore_models(bootstrap: str, bundle: ModelBundle) -> RestoreReport:
 class CheckpointPublisher:
     """Sends drained checkpoints to ``risk.models``; portfolio parts only from their owner."""
 
-    def __init__(self, topic: Any, owned: Callable[[int], bool | None]) -> None:
+    def __init__(self, topic: Any, owned: Callable[[int], bool | None], secret: bytes) -> None:
         self.topic = topic
         self.owned = owned
+        self.secret = secret
         """Partition number -> owned by this worker (None: not known yet, e.g. during recovery)."""
         self.portfolio_partitions: dict[str, int] = {}
 
@@ -120,7 +124,7 @@ class CheckpointPublisher:
                 if partition is None or self.owned(partition) is False:
                     CHECKPOINTS.labels("skipped").inc()
                     continue
-            value = checkpoint.to_bytes()
+            value = checkpoint.to_bytes(self.secret)
             if len(value) > MAX_VALUE_BYTES:
                 log.warning("model checkpoint %s is %d bytes, above %d: not published",
                             checkpoint.key, len(value), MAX_VALUE_BYTES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     """Seconds of event time between checkpoints of the online models to ``risk.models``; 0: none."""
     model_restore: bool = True
     """Restore the online models from ``risk.models`` at start (false: they start cold)."""
+    checkpoint_secret: SecretStr | None = None
+    """Key of the HMAC-SHA256 tag on every checkpoint (at least 16 bytes, the same on every worker).
+    Unset: no checkpoint is written or restored (the models start cold after a restart)."""
     worker_log_level: str = "warn"
     max_future_skew_ms: int = 300_000
     """Input events more than this far ahead of the wall clock go to ``risk.dlq`` (out_of_range)."""
@@ -58,6 +61,13 @@ class Settings(BaseSettings):
     fault_inject: str | None = None
     """Test-only: the name of an input agent that raises on its first message (a real agent crash,
     outside the pipeline's isolation), to prove that supervision and the tests notice it."""
+
+    @field_validator("checkpoint_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("MEVRISK_CHECKPOINT_SECRET must be at least 16 bytes")
+        return value
 
 
 @lru_cache(maxsize=1)

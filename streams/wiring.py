@@ -24,9 +24,17 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         bar_ms=settings.bar_ms,
         allowed_lateness_ms=settings.allowed_lateness_ms,
         coalesce_ms=settings.snapshot_coalesce_ms,
-        model_checkpoint_ms=int(settings.model_checkpoint_secs * 1000),
+        model_checkpoint_ms=(int(settings.model_checkpoint_secs * 1000)
+                             if checkpoint_secret(settings) is not None else 0),
         admission=AdmissionLimits(settings.max_portfolios, settings.max_strategies, settings.max_assets),
     )
+
+
+def checkpoint_secret(settings: Settings) -> bytes | None:
+    """The worker secret that signs checkpoints, or None (checkpoints off) when it is unset."""
+    if settings.checkpoint_secret is None:
+        return None
+    return settings.checkpoint_secret.get_secret_value().encode()
 
 
 def install_pipeline(settings: Settings | None = None) -> RiskPipeline:
@@ -42,5 +50,7 @@ def install_pipeline(settings: Settings | None = None) -> RiskPipeline:
     pipeline = build_pipeline(pipeline_options(settings))
     pipeline.idle_source_secs = settings.idle_source_secs
     host.pipeline = pipeline
-    host.checkpoints = CheckpointPublisher(models_topic, owns_positions_partition)
+    secret = checkpoint_secret(settings)
+    host.checkpoints = (CheckpointPublisher(models_topic, owns_positions_partition, secret)
+                        if secret is not None else None)
     return pipeline

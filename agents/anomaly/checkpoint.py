@@ -9,11 +9,15 @@ Parts and keys (the record key on the compacted ``risk.models`` topic):
   that owns the portfolio.
 
 Value (:class:`Checkpoint`): ``CHECKPOINT_MAGIC + state version (uint16 BE) + as_of_ms
-(int64 BE) + zlib(pickle(part))``. Version and ``as_of_ms`` are read before anything is
-unpickled; a value of another :data:`~agents.anomaly.models.STATE_VERSION`, a foreign
-or a corrupt value raises :class:`~agents.anomaly.errors.ModelStateError` and that part
-starts cold (the caller logs the reason). Pickle is only read from the service's own
-topic, never from producers.
+(int64 BE) + tag (32 bytes) + zlib(pickle(part))`` where ``tag`` is HMAC-SHA256, keyed by
+the worker secret (``MEVRISK_CHECKPOINT_SECRET``), over the record key, the header and the
+payload. Anyone who can produce to the cluster can write ``risk.models``, so nothing is
+decompressed or unpickled before the tag verifies; the payload then inflates to at most
+:data:`MAX_PART_BYTES` and unpickles only the classes models are made of
+(``agents.state.codec``). A value of another :data:`~agents.anomaly.models.STATE_VERSION`,
+a forged, foreign, oversized or corrupt value raises
+:class:`~agents.anomaly.errors.ModelStateError` and that part starts cold (the caller logs
+the reason and counts it).
 
 When: at bar boundaries, in event time. The pipeline calls
 :meth:`ModelCheckpointer.on_bar` at the start of each bar close ``B``, before the
@@ -51,6 +55,8 @@ a replay cannot reproduce). No checkpoint is written for a part whose restored
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import pickle
 import struct
 import zlib
@@ -63,9 +69,20 @@ from agents.anomaly.models import STATE_VERSION, ModelBundle, PortfolioModels
 
 TICKS_KEY = "ticks"
 PORTFOLIO_PREFIX = "portfolio:"
-CHECKPOINT_MAGIC = b"MEVRISK-CKPT\x00"
+CHECKPOINT_MAGIC = b"MEVRISK-CKPT2\x00"
+"""``2``: signed (the unsigned ``MEVRISK-CKPT`` values of earlier builds are refused)."""
 _ENVELOPE = struct.Struct(">Hq")
-_HEAD = len(CHECKPOINT_MAGIC) + _ENVELOPE.size
+_TAG_BYTES = 32
+_HEAD = len(CHECKPOINT_MAGIC) + _ENVELOPE.size + _TAG_BYTES
+MAX_PART_BYTES = 32 * 1024 * 1024
+"""A part inflates to at most 32 MiB (a zlib bomb is refused, never inflated past this)."""
+MIN_SECRET_BYTES = 16
+
+
+def _tag(secret: bytes, key: str, header: bytes, payload: bytes) -> bytes:
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ModelStateError(f"the checkpoint secret must be at least {MIN_SECRET_BYTES} bytes")
+    return hmac.new(secret, key.encode() + b"\x00" + header + payload, hashlib.sha256).digest()
 
 
 def portfolio_key(name: str) -> str:
@@ -90,30 +107,53 @@ class Checkpoint:
     def take(cls, key: str, part: Any, as_of_ms: int) -> Checkpoint:
         return cls(key, as_of_ms, zlib.compress(pickle.dumps(part, protocol=5), 1))
 
-    def to_bytes(self) -> bytes:
-        return CHECKPOINT_MAGIC + _ENVELOPE.pack(self.state_version, self.as_of_ms) + self.payload
+    def to_bytes(self, secret: bytes) -> bytes:
+        header = CHECKPOINT_MAGIC + _ENVELOPE.pack(self.state_version, self.as_of_ms)
+        return header + _tag(secret, self.key, header, self.payload) + self.payload
 
     @classmethod
-    def from_bytes(cls, key: str, data: bytes | None) -> Checkpoint:
-        """Read the envelope; raises ``ModelStateError`` for a foreign value or another version.
+    def from_bytes(cls, key: str, data: bytes | None, secret: bytes) -> Checkpoint:
+        """Verify and read the envelope; raises ``ModelStateError`` for a forged or foreign value or
+        another version. Nothing is decompressed or unpickled here.
 
+        >>> secret = b"a-test-secret-of-16+"
         >>> ck = Checkpoint.take("ticks", {"a": 1}, 999)
-        >>> Checkpoint.from_bytes("ticks", ck.to_bytes()).as_of_ms
+        >>> Checkpoint.from_bytes("ticks", ck.to_bytes(secret), secret).as_of_ms
         999
+        >>> Checkpoint.from_bytes("portfolio:x", ck.to_bytes(secret), secret)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        agents.anomaly.errors.ModelStateError: model checkpoint 'portfolio:x' is forged or altered ...
         """
         if not data or not data.startswith(CHECKPOINT_MAGIC) or len(data) < _HEAD:
             raise ModelStateError(f"model checkpoint {key!r} is not a MEV Risk Stream checkpoint (bad magic)")
+        header_end = len(CHECKPOINT_MAGIC) + _ENVELOPE.size
+        header, tag, payload = data[:header_end], data[header_end:_HEAD], data[_HEAD:]
+        if not hmac.compare_digest(tag, _tag(secret, key, header, payload)):
+            raise ModelStateError(f"model checkpoint {key!r} is forged or altered (its tag does not verify "
+                                  "with this worker's secret)")
         version, as_of_ms = _ENVELOPE.unpack_from(data, len(CHECKPOINT_MAGIC))
         if version != STATE_VERSION:
             raise ModelStateError(
                 f"model checkpoint {key!r} has state version {version}, this build reads version "
                 f"{STATE_VERSION}; refusing it, the part starts cold"
             )
-        return cls(key, as_of_ms, data[_HEAD:], version)
+        return cls(key, as_of_ms, payload, version)
 
     def load(self) -> Any:
+        """Inflate (at most ``MAX_PART_BYTES``) and unpickle with the model class allowlist; only for a
+        checkpoint that ``from_bytes`` verified."""
+        from agents.state.codec import unpickle_model
+
         try:
-            return pickle.loads(zlib.decompress(self.payload))
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(self.payload, MAX_PART_BYTES)
+            if inflater.unconsumed_tail or not inflater.eof:
+                raise ModelStateError(f"model checkpoint {self.key!r} inflates past {MAX_PART_BYTES} bytes "
+                                      "or is truncated")
+            return unpickle_model(raw)
+        except ModelStateError:
+            raise
         except Exception as exc:  # corrupt payload: one clear error type
             raise ModelStateError(f"model checkpoint {self.key!r} is corrupt: {exc!r}") from exc
 
@@ -181,37 +221,48 @@ class RestoreReport:
                 f"refused {len(self.refused)}")
 
 
-def latest_records(records: Iterable[tuple[str, bytes | None]]) -> dict[str, bytes | None]:
-    """The last value of each key, records given in log order (a ``None`` value is a tombstone)."""
-    last: dict[str, bytes | None] = {}
-    for key, value in records:
-        last[key] = value
-    return {k: v for k, v in last.items() if v is not None}
+def restore(bundle: ModelBundle, records: Iterable[tuple[str, bytes | None]], secret: bytes) -> RestoreReport:
+    """Install the newest verified checkpoint of each key into ``bundle`` (no event seen yet).
 
-
-def restore(bundle: ModelBundle, records: Iterable[tuple[str, bytes | None]]) -> RestoreReport:
-    """Install the last checkpoint of each key into ``bundle`` (which has seen no event yet).
-
-    A refused part (wrong version, foreign, corrupt, unknown key) stays cold and is reported.
+    A forged record does not shadow the genuine one before it (the newest that verifies wins); a
+    part with no acceptable record (forged, wrong version, foreign, corrupt, unknown key) stays
+    cold and is reported.
     """
     report = RestoreReport()
-    for key, raw in latest_records(records).items():
-        try:
-            checkpoint = Checkpoint.from_bytes(key, raw)
-            if key == TICKS_KEY:
-                bundle.install_ticks(checkpoint.load(), checkpoint.as_of_ms)
-            elif key.startswith(PORTFOLIO_PREFIX):
-                part = checkpoint.load()
-                if not isinstance(part, PortfolioModels):
-                    raise ModelStateError(f"model checkpoint {key!r} holds {type(part).__name__}")
-                bundle.install_portfolio(key[len(PORTFOLIO_PREFIX):], part, checkpoint.as_of_ms)
-            else:
-                raise ModelStateError(f"unknown model checkpoint key {key!r}")
-        except ModelStateError as exc:
-            report.refused[key] = str(exc)
-            continue
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a pickle of the wrong shape
-            report.refused[key] = f"model checkpoint {key!r} does not fit this build: {exc!r}"
-            continue
-        report.restored[key] = checkpoint.as_of_ms
+    history: dict[str, list[bytes | None]] = {}
+    for key, raw in records:
+        history.setdefault(key, []).append(raw)
+    for key, values in history.items():
+        if values[-1] is None:
+            continue  # a tombstone: the part was deleted
+        for raw in reversed(values):
+            if raw is None:
+                break
+            as_of = _install(bundle, key, raw, secret, report)
+            if as_of is not None:
+                report.restored[key] = as_of
+                report.refused.pop(key, None)
+                break
     return report
+
+
+def _install(bundle: ModelBundle, key: str, raw: bytes, secret: bytes, report: RestoreReport) -> int | None:
+    """Install one record; its ``as_of_ms``, or None with the reason in ``report.refused``."""
+    try:
+        checkpoint = Checkpoint.from_bytes(key, raw, secret)
+        if key == TICKS_KEY:
+            bundle.install_ticks(checkpoint.load(), checkpoint.as_of_ms)
+        elif key.startswith(PORTFOLIO_PREFIX):
+            part = checkpoint.load()
+            if not isinstance(part, PortfolioModels):
+                raise ModelStateError(f"model checkpoint {key!r} holds {type(part).__name__}")
+            bundle.install_portfolio(key[len(PORTFOLIO_PREFIX):], part, checkpoint.as_of_ms)
+        else:
+            raise ModelStateError(f"unknown model checkpoint key {key!r}")
+    except ModelStateError as exc:
+        report.refused.setdefault(key, str(exc))
+        return None
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a pickle of the wrong shape
+        report.refused.setdefault(key, f"model checkpoint {key!r} does not fit this build: {exc!r}")
+        return None
+    return checkpoint.as_of_ms

@@ -129,6 +129,11 @@ def pickled(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=5)
 
 
+def unpickle_model(data: bytes) -> Any:
+    """Unpickle authenticated model bytes with the class allowlist (call only after a MAC verified)."""
+    return _ModelUnpickler(io.BytesIO(data)).load()
+
+
 def unpickle(node: Any) -> Any:
     """Unpickle a model from an authenticated body, with the class allowlist."""
     return _ModelUnpickler(io.BytesIO(raw_bytes(node))).load()

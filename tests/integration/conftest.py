@@ -40,6 +40,10 @@ from tests.conftest import POST_CALL_CHECKS
 pytestmark = pytest.mark.integration
 
 
+TEST_CHECKPOINT_SECRET = "integration-test-checkpoint-secret"
+"""Signs the test workers' checkpoints (MEVRISK_CHECKPOINT_SECRET; production sets its own)."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,6 +69,7 @@ class Env:
             MEVRISK_TOPIC_PREFIX=self.prefix,
             MEVRISK_APP_ID=f"{self.prefix}app",
             MEVRISK_DATA_DIR=str(self.tmp / "worker"),
+            MEVRISK_CHECKPOINT_SECRET=TEST_CHECKPOINT_SECRET,
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra)

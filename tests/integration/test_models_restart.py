@@ -30,7 +30,7 @@ from agents.anomaly.checkpoint import Checkpoint
 from agents.assembly import PipelineOptions
 from agents.replay import read_lines, replay
 from streams.settings import REPO_ROOT
-from tests.integration.conftest import Env, consume, run, wait_until
+from tests.integration.conftest import TEST_CHECKPOINT_SECRET, Env, consume, run, wait_until
 from tests.integration.test_crash_recovery import split_at
 
 pytestmark = pytest.mark.integration
@@ -143,7 +143,8 @@ def test_scores_after_kill_9_match_an_uninterrupted_run(
 
     def checkpoints() -> dict[str, int]:
         got = run(_read_models(env))
-        return {key: Checkpoint.from_bytes(key, value).as_of_ms for key, value in got}
+        secret = TEST_CHECKPOINT_SECRET.encode()
+        return {key: Checkpoint.from_bytes(key, value, secret).as_of_ms for key, value in got}
 
     try:
         as_of = wait_until(

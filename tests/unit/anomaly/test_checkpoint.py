@@ -27,6 +27,7 @@ from streams.sim.incidents import Incident
 from .synth import T0_MS, portfolio_stream, tick_stream
 
 STEP_MS = 1000
+SECRET = b"unit-test-checkpoint-secret"
 
 
 def _timeline(n_steps: int = 900) -> Iterator[tuple[int, str, Any]]:
@@ -69,7 +70,7 @@ def _checkpoint_at(events: list, bar_end_ms: int) -> tuple[list[tuple[str, bytes
         if kind == "watermark" and ts == bar_end_ms:
             checkpointer.on_bar(bundle, bar_end_ms, STEP_MS)
         outputs.append((ts, kind, _apply(bundle, kind, payload)))
-    records = [(c.key, c.to_bytes()) for c in checkpointer.drain()]
+    records = [(c.key, c.to_bytes(SECRET)) for c in checkpointer.drain()]
     return records, outputs
 
 
@@ -80,7 +81,7 @@ def test_restore_then_replay_of_everything_equals_an_uninterrupted_run() -> None
     assert sorted(k for k, _ in records) == ["portfolio:alpha", "portfolio:beta", "ticks"]
 
     restored = _bundle()
-    report = restore(restored, records)
+    report = restore(restored, records, SECRET)
     assert report.restored == dict.fromkeys(("ticks", "portfolio:alpha", "portfolio:beta"), cut_ms - 1)
     assert not report.refused
     # the recovery replays every event again, those the checkpoint holds included
@@ -100,7 +101,7 @@ def test_events_at_or_before_as_of_are_not_learned_again() -> None:
     cut_ms = T0_MS + 500 * STEP_MS
     records, uninterrupted = _checkpoint_at(events, cut_ms)
     restored = _bundle()
-    restore(restored, records)
+    restore(restored, records, SECRET)
     before = restored.status()
     for ts, kind, payload in events:
         if ts < cut_ms:
@@ -114,7 +115,7 @@ def test_events_at_or_before_as_of_are_not_learned_again() -> None:
 
     # without the as_of marks the replay learns those events a second time: scores drift
     twice = _bundle()
-    restore(twice, records)
+    restore(twice, records, SECRET)
     twice.ticks_as_of_ms = None
     for models in twice.portfolios.values():
         models.as_of_ms = None
@@ -127,11 +128,14 @@ def test_a_wrong_version_or_garbled_checkpoint_is_refused_and_the_models_start_c
     records, _ = _checkpoint_at(events, T0_MS + 200 * STEP_MS)
     by_key = dict(records)
     head = len(CHECKPOINT_MAGIC)
-    newer = by_key["ticks"][:head] + struct.pack(">H", STATE_VERSION + 1) + by_key["ticks"][head + 2 :]
-    garbled = by_key["portfolio:alpha"][:-40] + b"\x00" * 40
+    ticks = Checkpoint.from_bytes("ticks", by_key["ticks"], SECRET)
+    newer = Checkpoint("ticks", ticks.as_of_ms, ticks.payload, STATE_VERSION + 1).to_bytes(SECRET)
+    garbled = Checkpoint("portfolio:alpha", ticks.as_of_ms, b"\x78\x9c" + b"\x00" * 40).to_bytes(SECRET)
+    original = by_key["ticks"]
+    altered_version = original[:head] + struct.pack(">H", STATE_VERSION + 1) + original[head + 2:]
     bundle = _bundle()
     report = restore(bundle, [("ticks", newer), ("portfolio:alpha", garbled), ("portfolio:gamma", b"junk"),
-                              ("portfolio:beta", by_key["portfolio:beta"])])
+                              ("portfolio:beta", by_key["portfolio:beta"])], SECRET)
     assert f"state version {STATE_VERSION + 1}" in report.refused["ticks"]
     assert "corrupt" in report.refused["portfolio:alpha"]
     assert "bad magic" in report.refused["portfolio:gamma"]
@@ -140,6 +144,33 @@ def test_a_wrong_version_or_garbled_checkpoint_is_refused_and_the_models_start_c
     assert set(bundle.portfolios) == {"beta"}
     _apply(bundle, "snapshot", ("alpha", dict(portfolio_stream(seed=5, n_steps=1)[0], ts_ms=T0_MS)))
     assert bundle.portfolios["alpha"].anomaly.n_seen == 1, "a refused portfolio learns from scratch"
+    assert "forged" in restore(_bundle(), [("ticks", altered_version)], SECRET).refused["ticks"]
+
+
+class _Boom:
+    """Unpickling this would run ``os.system`` (a pickle anyone could write to risk.models)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+        return (os.system, ("echo pwned",))
+
+
+def test_forged_bombed_or_malicious_checkpoints_are_refused_before_any_unpickle() -> None:
+    events = list(_timeline(300))
+    records, _ = _checkpoint_at(events, T0_MS + 200 * STEP_MS)
+    genuine = dict(records)["ticks"]
+    forged = Checkpoint.take("ticks", {"x": 1}, T0_MS + 300_000).to_bytes(b"an-attacker-secret-16+")
+    report = restore(_bundle(), [("ticks", genuine), ("ticks", forged)], SECRET)
+    assert "ticks" in report.restored, "a forged newer record does not shadow the genuine one"
+    assert report.restored["ticks"] == T0_MS + 199_999
+    import pickle
+    import zlib
+    malicious = Checkpoint("ticks", T0_MS, zlib.compress(pickle.dumps(_Boom()))).to_bytes(SECRET)
+    assert "not allowed" in restore(_bundle(), [("ticks", malicious)], SECRET).refused["ticks"]
+    bomb = Checkpoint("ticks", T0_MS, zlib.compress(b"\x00" * (checkpoint.MAX_PART_BYTES + 1), 9))
+    assert "inflates past" in restore(_bundle(), [("ticks", bomb.to_bytes(SECRET))], SECRET).refused["ticks"]
+    unsigned_then_forged = restore(_bundle(), [("ticks", forged)], SECRET)
+    assert "forged" in unsigned_then_forged.refused["ticks"]
 
 
 def test_the_last_record_of_a_key_wins_and_a_tombstone_deletes_it() -> None:
@@ -147,7 +178,7 @@ def test_the_last_record_of_a_key_wins_and_a_tombstone_deletes_it() -> None:
     early, _ = _checkpoint_at(events, T0_MS + 100 * STEP_MS)
     late, _ = _checkpoint_at(events, T0_MS + 200 * STEP_MS)
     bundle = _bundle()
-    report = restore(bundle, [*early, *late, ("portfolio:beta", None)])
+    report = restore(bundle, [*early, *late, ("portfolio:beta", None)], SECRET)
     assert report.restored == {"ticks": T0_MS + 199_999, "portfolio:alpha": T0_MS + 199_999}
 
 
@@ -164,7 +195,7 @@ def test_no_checkpoint_is_written_for_a_part_the_restored_state_is_newer_than() 
     events = list(_timeline(300))
     records, _ = _checkpoint_at(events, T0_MS + 200 * STEP_MS)
     bundle = _bundle()
-    restore(bundle, records)
+    restore(bundle, records, SECRET)
     checkpointer = ModelCheckpointer(interval_ms=STEP_MS)
     checkpointer.on_bar(bundle, T0_MS + 150 * STEP_MS, STEP_MS)
     checkpointer.on_bar(bundle, T0_MS + 200 * STEP_MS, STEP_MS)
@@ -213,7 +244,7 @@ def test_pipeline_restart_from_checkpoints_scores_like_an_uninterrupted_run() ->
 
     restarted = build_pipeline(options)
     assert restarted.models is not None
-    report = restore(restarted.models, [(c.key, c.to_bytes()) for c in published])
+    report = restore(restarted.models, [(c.key, c.to_bytes(SECRET)) for c in published], SECRET)
     assert TICKS_KEY in report.restored and len(report.restored) >= 2, report
     again = [o for t, v in events for o in restarted.offer(t, v)] + restarted.drain()
 
@@ -234,5 +265,5 @@ def test_doctests() -> None:
 
 @pytest.mark.parametrize("data", [b"", b"MEVRISK", CHECKPOINT_MAGIC])
 def test_short_values_are_refused(data: bytes) -> None:
-    report = restore(_bundle(), [("ticks", data)])
+    report = restore(_bundle(), [("ticks", data)], SECRET)
     assert "bad magic" in report.refused["ticks"]

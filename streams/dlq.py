@@ -11,10 +11,14 @@ never raised into the input agent.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 import time
 from typing import Any
+
+import orjson
 
 from schemas.contracts import ContractError, broker_time_ms, excerpt, validate_bytes
 from schemas.records import DeadLetter
@@ -83,3 +87,59 @@ async def accept(event: Any) -> dict[str, Any] | None:
     metrics.EVENTS_IN.labels(topic).inc()
     metrics.EVENT_LAG_SECONDS.labels(topic).set(time.time() - clean["ts_ms"] / 1000)
     return clean
+
+
+QUARANTINE_READ_RECORDS = 10_000
+"""Dead letters read back from the end of each ``risk.dlq`` partition at start for quarantines."""
+
+
+async def quarantine(event: Any, component: str, error: BaseException) -> None:
+    """A record that crashed ``component`` goes to ``risk.dlq`` as ``processing_error`` marked
+    ``quarantined``, flushed before the worker stops: the restarted worker reads it back and skips
+    that offset (``read_quarantine``), so it never crashes on the same input twice."""
+    message = event.message
+    failure = ContractError("processing_error", f"crashed {component}: {type(error).__name__}: {error}")
+    letter = dead_letter(message.topic, message.partition, message.offset, event.key, event.value, failure)
+    record = {**letter.asdict(), "quarantined": True, "error_type": type(error).__name__,
+              "entity": component}
+    log.error("quarantining %s[%d]@%d after it crashed %s", message.topic, message.partition,
+              message.offset, component)
+    if await send_dead_letter(message.topic, record):
+        from streams.app import app
+
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(app.producer.flush(), timeout=10)
+
+
+async def read_quarantine(bootstrap: str) -> frozenset[tuple[str, int, int]]:
+    """``(contract topic, partition, offset)`` of the input records quarantined after a crash."""
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.recovery import _partitions, _read_ranges
+    from streams.topics import DLQ
+
+    found: set[tuple[str, int, int]] = set()
+
+    def collect(message: Any) -> None:
+        try:
+            value = orjson.loads(message.value)
+            if isinstance(value, dict) and value.get("quarantined") is True:
+                found.add((contract_topic(str(value["source_topic"])), int(value["partition"]),
+                           int(value["offset"])))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return  # not a quarantine record of ours
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=4_194_304)
+    await consumer.start()
+    try:
+        tps = await _partitions(consumer, DLQ)
+        if tps:
+            begin = await consumer.beginning_offsets(tps)
+            end = await consumer.end_offsets(tps)
+            ranges = {tp: (max(begin[tp], end[tp] - QUARANTINE_READ_RECORDS), end[tp]) for tp in tps}
+            await _read_ranges(consumer, ranges, collect)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+    return frozenset(found)

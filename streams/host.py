@@ -86,6 +86,8 @@ class PipelineHost:
         """Bumped by every recovery; the market feed rewinds when it changes."""
         self._recovery: asyncio.Future[None] | None = None
         self._recoveries = 0
+        self.quarantined: frozenset[tuple[str, int, int]] = frozenset()
+        """``(topic, partition, offset)`` of input records that crashed an agent: never offered again."""
         self._errors_exported: dict[str, int] = {}
         """Processing errors already added to the Prometheus counter, by stage."""
 
@@ -272,10 +274,17 @@ async def recover() -> None:
         from streams.model_store import restore_models
 
         await restore_models(settings.kafka_bootstrap_servers, models, secret)  # before any event
+    from streams.dlq import read_quarantine
+
+    host.quarantined = await read_quarantine(settings.kafka_bootstrap_servers)
+    if host.quarantined:
+        log.warning("quarantined input records (each once failed an agent; skipped): %s",
+                    sorted(host.quarantined)[:20])
     host.heads = await read_output_heads(settings.kafka_bootstrap_servers)
     if host.pipeline is not None and not host.heads.empty:
         await schedule_operator_actions(settings.kafka_bootstrap_servers, host.pipeline)
-    replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay)
+    replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay,
+                                      skip=host.quarantined)
     if host.pipeline is not None:  # a portfolio lost in a rebalance stops being exported here
         pipeline = host.pipeline
         metrics.forget_portfolios({p for p in pipeline.latest_snapshots if pipeline.owns("portfolio", p)})
@@ -323,6 +332,8 @@ async def replicate_market_feed() -> None:
             while generation == host.generation:  # until a rebuild asks for the market again
                 batch = await consumer.getmany(timeout_ms=500)
                 for message in (m for messages in batch.values() for m in messages):
+                    if ("mev.market.ticks", message.partition, message.offset) in host.quarantined:
+                        continue
                     try:
                         tick = validate_bytes(contract_topic(MARKET_TICKS), message.value,
                                               now_ms=broker_time_ms(message.timestamp),

@@ -199,9 +199,11 @@ async def committed_offsets(bootstrap: str, group_id: str) -> dict[TopicPartitio
 
 
 async def bootstrap_inputs(
-    bootstrap: str, group_id: str, offer: Callable[[str, dict[str, Any], int], Awaitable[None]]
+    bootstrap: str, group_id: str, offer: Callable[[str, dict[str, Any], int], Awaitable[None]],
+    skip: frozenset[tuple[str, int, int]] = frozenset(),
 ) -> int:
-    """Offer every valid position and strategy-stats record below the group's committed offsets."""
+    """Offer every valid position and strategy-stats record below the group's committed offsets,
+    except the quarantined ones in ``skip`` (``(topic, partition, offset)``)."""
     committed = await committed_offsets(bootstrap, group_id)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -210,6 +212,8 @@ async def bootstrap_inputs(
     async def on_message(message: Any) -> None:
         nonlocal count
         topic = contract_topic(message.topic)
+        if (topic, message.partition, message.offset) in skip:
+            return
         try:
             value = validate_bytes(topic, message.value, key=message.key,
                                    now_ms=broker_time_ms(message.timestamp),

@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from streams import metrics
 from streams.app import app
-from streams.dlq import accept
+from streams.dlq import accept, quarantine
 from streams.host import host
 from streams.settings import get_settings
 from streams.supervision import supervised
 from streams.topics import contract_topic, market_ticks_topic, positions_topic, strategy_stats_topic
 
+log = logging.getLogger(__name__)
+
 
 async def _consume(stream: Any, *, feed_pipeline: bool, name: str) -> None:
-    if feed_pipeline:
-        await host.ready.wait()  # recovery first replays what was consumed before a restart
+    await host.ready.wait()  # recovery first replays what was consumed and loads the quarantine
     inject = get_settings().fault_inject == name
     async for event in stream.events():
-        if inject:  # test-only (MEVRISK_FAULT_INJECT): a real agent crash, outside the isolation
-            raise RuntimeError("injected fault")
-        started = time.perf_counter()
-        topic = contract_topic(event.message.topic)
-        clean = await accept(event)
-        if clean is not None and feed_pipeline:
-            await host.offer(topic, clean, event.message.partition)
-        metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
+        message = event.message
+        topic = contract_topic(message.topic)
+        if (topic, message.partition, message.offset) in host.quarantined:
+            log.warning("skipping %s[%d]@%d: it failed %s before (quarantined on risk.dlq)",
+                        message.topic, message.partition, message.offset, name)
+            continue
+        try:
+            if inject:  # test-only (MEVRISK_FAULT_INJECT): a real agent crash, outside the isolation
+                raise RuntimeError("injected fault")
+            started = time.perf_counter()
+            clean = await accept(event)
+            if clean is not None and feed_pipeline:
+                await host.offer(topic, clean, message.partition)
+            metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
+        except Exception as error:  # a bug past the pipeline's isolation: quarantine, then crash
+            await quarantine(event, name, error)
+            raise
 
 
 @app.agent(positions_topic)
@@ -47,6 +58,7 @@ async def apply_strategy_stats(stream: Any) -> None:
 @supervised("screen_ticks")
 async def screen_ticks(stream: Any) -> None:
     """Ticks are validated (and DLQ-ed) once per consumer group here; every worker receives all
-    valid ticks through the replicated market feed (``streams.host``)."""
+    valid ticks through the replicated market feed (``streams.host``). Like the other input
+    agents it starts once recovery has loaded the quarantine."""
     await _consume(stream, feed_pipeline=False, name="screen_ticks")
 

@@ -8,13 +8,15 @@ simulator's stream is fed with hostile batches (``tests.robustness.hostile``) in
 * every step is bounded: at most a few seconds of wall time (a watchdog interrupts a stall) and a
   number of outputs proportional to the entities tracked times the bars the step crosses, plus a
   few per event it releases;
-* the simulator's portfolios, strategies and sources publish exactly what they publish when the
-  valid stream is replayed alone (snapshots and alert events up to the valid stream's end).
+* the simulator's portfolios, strategies and sources publish what they publish when the valid
+  stream is replayed alone (snapshots and alert events up to the valid stream's end; floats equal
+  to 1e-9: a hostile event that names an asset first reorders the asset columns, hence sums).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -190,10 +192,22 @@ def reference() -> list[tuple[str, str, dict[str, Any]]]:
     return view
 
 
+def same(a: Any, b: Any) -> bool:
+    """Equal, floats up to 1e-9 relative: the order in which assets are first seen (by any portfolio)
+    fixes the asset columns, hence the order of floating-point sums (last-bit differences)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def _diff(got: list[Any], want: list[Any]) -> str:
     for i, (g, w) in enumerate(zip(got, want, strict=False)):
-        if g != w:
-            keys = sorted(k for k in set(g[2]) | set(w[2]) if g[2].get(k) != w[2].get(k))
+        if not same(g, w):
+            keys = sorted(k for k in set(g[2]) | set(w[2]) if not same(g[2].get(k), w[2].get(k)))
             return f"first difference at output {i} ({g[0]} {g[1]} ts {g[2].get('ts_ms')}): fields {keys}"
     return f"{len(got)} outputs instead of {len(want)}"
 
@@ -203,7 +217,7 @@ def _diff(got: list[Any], want: list[Any]) -> str:
 def test_hostile_input_leaves_the_simulators_portfolios_unchanged(reference, batches) -> None:
     run = drive(VALID, batches)
     got = valid_view(run.outputs)
-    assert got == reference, _diff(got, reference)
+    assert same(got, reference), _diff(got, reference)
 
 
 @PROPERTY_SETTINGS
@@ -225,7 +239,7 @@ def test_crafted_case_of_issue_11(reference, case: Hostile) -> None:
     run = drive(VALID, [(len(VALID) // 2, [case])])
     if not case.touches_valid:
         got = valid_view(run.outputs)
-        assert got == reference, _diff(got, reference)
+        assert same(got, reference), _diff(got, reference)
 
 
 def test_many_new_portfolios_are_capped_and_leave_the_others_unchanged(reference) -> None:
@@ -249,4 +263,4 @@ def test_many_new_portfolios_are_capped_and_leave_the_others_unchanged(reference
     assert letters["too_many_entities"] >= 3_000 - 40, letters
     assert len(pipeline.risk.portfolios) <= 40
     got = valid_view(run.outputs)
-    assert got == reference, _diff(got, reference)
+    assert same(got, reference), _diff(got, reference)

@@ -25,7 +25,7 @@ async def _consume(stream: Any, *, feed_pipeline: bool, name: str) -> None:
         topic = contract_topic(event.message.topic)
         clean = await accept(event)
         if clean is not None and feed_pipeline:
-            await host.offer(topic, clean, event.message.partition)
+            await host.offer(topic, clean, event.message.partition, offset=event.message.offset)
         metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
 
 

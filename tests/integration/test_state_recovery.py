@@ -1,0 +1,75 @@
+"""State checkpoints (MEVRISK_STATE_CHECKPOINT_SECS): kill -9 long after a checkpoint, restart: the
+worker restores the checkpoint, replays only the inputs after it, and its alert events equal the
+offline replay's, none missing and none twice."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Env, wait_until
+from tests.integration.test_crash_recovery import (
+    START_MS,
+    WORKER_ENV,
+    await_run_alerts,
+    record_flash_crash,
+    split_at,
+)
+
+pytestmark = pytest.mark.integration
+
+STATE_ENV = {**WORKER_ENV, "MEVRISK_STATE_CHECKPOINT_SECS": "10"}
+RESTORED = re.compile(r"recovery: restored state as_of_ms=(\d+) .* replayed (\d+) partitioned input records")
+COLD = re.compile(r"recovery: replayed (\d+) partitioned input records")
+
+
+def partitioned_records(recording: Path) -> int:
+    """Position and strategy-stats events in a recording (what a full replay reads)."""
+    return sum(1 for x in recording.read_bytes().splitlines()
+               if x.strip() and orjson.loads(x).get("topic") != "mev.market.ticks")
+
+
+@pytest.mark.kills_worker
+def test_kill_9_long_after_a_checkpoint_restores_it_and_replays_only_the_rest(
+        env: Env, start_worker, tmp_path: Path) -> None:
+    recording, horizon, expected = record_flash_crash(env, tmp_path)
+    cut_ms = START_MS + 75_000
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    split_at(recording, cut_ms, first, second)
+
+    worker = start_worker(**STATE_ENV)
+    env.mevrisk("replay", str(first))
+    try:
+        wait_until(lambda: worker.metric("mevrisk_watermark_seconds") * 1000 >= cut_ms - 10_000, 90,
+                   "the first worker to process most of the first half")
+        wait_until(lambda: worker.metric("mevrisk_state_checkpoints_total", outcome="published") >= 3, 60,
+                   "state checkpoints written")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{worker.state()}") from None
+    take_s = worker.metric("mevrisk_state_checkpoint_take_seconds")
+    checkpoint_bytes = worker.metric("mevrisk_state_checkpoint_bytes")
+    assert COLD.search(worker.log.read_text()), "the first start found no checkpoint and replayed"
+    worker.stop(signal.SIGKILL)
+
+    restarted = start_worker(**STATE_ENV)
+    wait_until(lambda: RESTORED.search(restarted.log.read_text()) or COLD.search(restarted.log.read_text()),
+               90, "the restarted worker's recovery")
+    env.mevrisk("replay", str(second))
+    await_run_alerts(env, restarted, horizon, expected, 90, "alert events after the restart")
+
+    text = restarted.log.read_text()
+    match = RESTORED.search(text)
+    assert match, f"the restart restored no state checkpoint:\n{restarted.log_tail()}"
+    as_of_ms, replayed = int(match.group(1)), int(match.group(2))
+    total = partitioned_records(first)
+    assert as_of_ms >= START_MS + 50_000, "the checkpoint restored is one of the last ones taken"
+    assert replayed < total / 5, f"replayed {replayed} of {total} partitioned records: not only the tail"
+    assert restarted.metric("mevrisk_state_checkpoints_total", outcome="restored") == 1
+    assert restarted.metric("mevrisk_state_checkpoints_total", outcome="refused") == 0
+    print(f"state checkpoint: take {take_s * 1000:.0f} ms, {checkpoint_bytes:.0f} bytes; restart "
+          f"restored as_of_ms={as_of_ms}, replayed {replayed} of {total} partitioned records")
+    restarted.assert_healthy()

@@ -10,6 +10,12 @@ The online models are checkpointed to ``risk.models`` (``streams.model_store``):
 pipeline takes the due parts at bar boundaries, the host sends them after each call, and
 on start ``recover_pipeline`` restores them before the replay, which then does not learn
 again what they already hold (``agents.anomaly.checkpoint``).
+
+With ``MEVRISK_STATE_CHECKPOINT_SECS`` (``streams.state_store``) the host instead takes the whole
+state of its partitions at bar boundaries (``agents.state.take``, with the next input offset not
+yet offered per partition, which it tracks), and ``recover`` restores the newest complete
+checkpoint and replays only the inputs after it (the market feed starts each ticks partition
+where the checkpoint left it); the model checkpoints are then off.
 """
 
 from __future__ import annotations

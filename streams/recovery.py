@@ -12,7 +12,9 @@ Exactness needs the inputs since the first event to be retained; the ticks windo
 they are restored from their checkpoints on ``risk.models`` before the replay
 (``streams.model_store``), and the replay only teaches them the events after each
 checkpoint's ``as_of_ms`` (``agents.anomaly.checkpoint``), so for them the window need
-only reach back to the last checkpoint.
+only reach back to the last checkpoint. With state checkpoints on (``streams.state_store``),
+recovery starts from the restored checkpoint: ``bootstrap_inputs`` reads only the owned partitions
+from its offsets, and ``schedule_operator_actions`` skips the actions it already holds.
 """
 
 from __future__ import annotations

@@ -417,16 +417,20 @@ async def _restore_state(bootstrap: str) -> Any:
     Returns the ``agents.state.RestoreReport``, or None: replay the retained inputs."""
     from agents.state import restore
     from streams.state_store import CHECKPOINTS, load_candidates, writer_id
+    from streams.topics import STATE
     from streams.wiring import install_pipeline
 
     if host.pipeline is None or host.assignment is None:
         return None
+    started = time.monotonic()
     try:
         found = await load_candidates(bootstrap, app.conf.id, host.assignment)
     except Exception as exc:  # unreadable topic: the retained inputs still rebuild the state
         log.error("state checkpoints not read: %r", exc)
         found = []
+    read_s = time.monotonic() - started
     for candidate in found[:3]:
+        started = time.monotonic()
         try:
             async with host._lock:
                 report = await asyncio.to_thread(
@@ -443,6 +447,8 @@ async def _restore_state(bootstrap: str) -> Any:
                 _own(host.pipeline)
             continue
         CHECKPOINTS.labels("restored").inc()
+        log.warning("recovery: state checkpoint as_of_ms=%d of %s: %s read in %.1fs, restored in %.1fs",
+                    candidate.as_of_ms, candidate.writer, STATE, read_s, time.monotonic() - started)
         # the next take writes the other slot: the one restored from stays whole until it is done
         host._state_slot = candidate.slot ^ 1 if candidate.writer == writer_id(host.assignment) else 0
         return report

@@ -42,7 +42,9 @@ def test_kill_9_long_after_a_checkpoint_restores_it_and_replays_only_the_rest(
     split_at(recording, cut_ms, first, second)
 
     worker = start_worker(**STATE_ENV)
-    env.mevrisk("replay", str(first))
+    # paced (5x real time): the watermark moves bar by bar and crosses several checkpoint times; a
+    # backlog read at once (fast pace) moves it in one pipeline call, which takes one checkpoint
+    env.mevrisk("replay", "--pace", "realtime", "--speed", "5", str(first))
     try:
         wait_until(lambda: worker.metric("mevrisk_watermark_seconds") * 1000 >= cut_ms - 10_000, 90,
                    "the first worker to process most of the first half")
@@ -136,3 +138,52 @@ def test_an_acknowledgement_survives_kill_9_with_state_checkpoints(
     assert "escalated" not in [a["transition"] for a in mine], [(a["transition"], a["ts_ms"]) for a in mine]
     verified = env.mevrisk("audit", "verify")
     assert " ok" in verified.stdout, verified.stdout
+
+
+async def _write_state_set(bootstrap: str, topic: str, app_id: str, blobs: dict[str, bytes],
+                           as_of_ms: int) -> None:
+    """Write a checkpoint set and its index as a worker would (streams.state_store's layout)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 * 1024 * 1024, acks="all")
+    await producer.start()
+    try:
+        headers = [("as_of_ms", str(as_of_ms).encode())]
+        keys = {key: f"{app_id}:w0-1-2-3:{key}:0" for key in blobs}
+        for key, blob in blobs.items():
+            await producer.send(topic, value=blob, key=keys[key].encode(), headers=headers)
+        index = {"as_of_ms": as_of_ms, "partitions": [0, 1, 2, 3], "leader": True, "keys": keys}
+        await producer.send(topic, value=orjson.dumps(index), key=f"{app_id}:w0-1-2-3:index:0".encode(),
+                            headers=headers)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def test_a_forged_checkpoint_is_refused_and_the_worker_replays(
+        env: Env, start_worker, tmp_path: Path) -> None:
+    """A complete checkpoint set written by a client without the worker secret: refused (logged,
+    counted), and the worker rebuilds from the retained inputs: its alert events equal the offline
+    replay's."""
+    from agents.assembly import PipelineOptions, build_pipeline
+    from agents.state import take
+    from tests.integration.conftest import run
+
+    recording, horizon, expected = record_flash_crash(env, tmp_path)
+    forger = build_pipeline(PipelineOptions(bar_ms=1000, allowed_lateness_ms=2000))
+    for line in recording.read_bytes().splitlines()[:2000]:
+        event = orjson.loads(line)
+        forger.offer(event["topic"], event["value"], 0)
+    blobs = take(forger, {0, 1, 2, 3}, secret=b"not-the-worker-secret-0123456789")
+    run(_write_state_set(env.bootstrap, env.topic("risk.state"), f"{env.prefix}app", blobs,
+                         forger.watermark_ms))
+
+    worker = start_worker(**STATE_ENV, allow_log="refused")
+    env.mevrisk("replay", str(recording))
+    await_run_alerts(env, worker, horizon, expected, 120, "alert events after the refused checkpoint")
+    text = worker.log.read_text()
+    assert "refused (forged)" in text, worker.log_tail()
+    assert COLD.search(text), "the worker replayed the retained inputs"
+    assert worker.metric("mevrisk_state_checkpoints_total", outcome="refused") == 1
+    assert worker.metric("mevrisk_state_checkpoints_total", outcome="restored") == 0
+    worker.assert_healthy()

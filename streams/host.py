@@ -10,6 +10,12 @@ The online models are checkpointed to ``risk.models`` (``streams.model_store``):
 pipeline takes the due parts at bar boundaries, the host sends them after each call, and
 on start ``recover_pipeline`` restores them before the replay, which then does not learn
 again what they already hold (``agents.anomaly.checkpoint``).
+
+With ``MEVRISK_STATE_CHECKPOINT_SECS`` (``streams.state_store``) the host instead takes the whole
+state of its partitions at bar boundaries (``agents.state.take``, with the next input offset not
+yet offered per partition, which it tracks), and ``recover`` restores the newest complete
+checkpoint and replays only the inputs after it (the market feed starts each ticks partition
+where the checkpoint left it); the model checkpoints are then off.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -90,6 +96,21 @@ class PipelineHost:
         """``(topic, partition, offset)`` of input records that crashed an agent: never offered again."""
         self._errors_exported: dict[str, int] = {}
         """Processing errors already added to the Prometheus counter, by stage."""
+        self.next_offsets: dict[tuple[str, int], int] = {}
+        """Per contract ``(topic, partition)``: the next input offset not yet offered to this pipeline
+        (what a state checkpoint covers; reset with the pipeline)."""
+        self.state_ms = 0
+        """Event-time ms between state checkpoints (``streams.state_store``); 0: off."""
+        self.state_secret: bytes | None = None
+        self.state_publisher: Any = None
+        """``streams.state_store.StatePublisher`` when state checkpoints are on."""
+        self.market_start: dict[int, int] | None = None
+        """Ticks partition -> offset the market feed starts at (from a restored checkpoint); None: rewind."""
+        self.market_positioned = -1
+        """The generation for which the market feed has positioned every ticks partition."""
+        self._state_bucket: int | None = None
+        self._state_slot = 0
+        self._state_sending: asyncio.Future[None] | None = None
 
     def reassign(self, partitions: frozenset[int]) -> None:
         """A rebalance gave this worker ``partitions``. Before the first recovery this only sets
@@ -127,17 +148,24 @@ class PipelineHost:
         await recover()
 
     async def offer(
-        self, topic: str, value: dict[str, Any], partition: int, generation: int | None = None
+        self, topic: str, value: dict[str, Any], partition: int, generation: int | None = None,
+        offset: int | None = None,
     ) -> None:
         """Offer a live input event; waits while the pipeline is being recovered, and drops the
-        event if it was read for an older ``generation`` (the market feed re-reads after a rebuild)."""
+        event if it was read for an older ``generation`` (the market feed re-reads after a rebuild)
+        or, with state checkpoints on, if its ``offset`` is below the next one not yet offered (a
+        restored checkpoint covers it; the group's committed offset may lag behind the checkpoint)."""
         if not self.ready.is_set():
             await self.ready.wait()
         if generation is not None and generation != self.generation:
             return
-        await self.replay(topic, value, partition)
+        if (self.state_ms and offset is not None
+                and offset < self.next_offsets.get((topic, partition), -1)):
+            return
+        await self.replay(topic, value, partition, offset)
 
-    async def replay(self, topic: str, value: dict[str, Any], partition: int) -> None:
+    async def replay(self, topic: str, value: dict[str, Any], partition: int,
+                     offset: int | None = None) -> None:
         """Offer an input event now (recovery's replay, and live events once recovered)."""
         self.last_input_wall = time.monotonic()
         self.last_event_ts_ms = max(self.last_event_ts_ms, int(value.get("ts_ms", 0)))
@@ -147,7 +175,62 @@ class PipelineHost:
             self.checkpoints.note_position(value["portfolio"], partition)
         async with self._lock:
             outputs = self.pipeline.offer(topic, value, partition, self.last_input_wall)
+            if offset is not None:
+                self.next_offsets[(topic, partition)] = offset + 1
+            taken = await self._take_state_if_due()
         await self.publish(outputs)
+        self._send_state(taken)
+
+    async def _take_state_if_due(self) -> tuple[dict[str, bytes], int, frozenset[int], bool] | None:
+        """Under the lock, after a pipeline call: take a state checkpoint when the watermark crossed
+        a multiple of ``state_ms`` (``agents.state.take`` runs in a thread, the lock held: nothing
+        changes the pipeline meanwhile, and the event loop keeps serving)."""
+        pipeline = self.pipeline
+        if (not self.state_ms or pipeline is None or self.assignment is None or not self.ready.is_set()
+                or self.market_positioned != self.generation or self.state_secret is None):
+            return None
+        bucket = pipeline.watermark_ms // self.state_ms
+        if self._state_bucket is None or bucket < self._state_bucket:
+            self._state_bucket = bucket
+            return None
+        if bucket == self._state_bucket:
+            return None
+        self._state_bucket = bucket
+        from streams.state_store import CHECKPOINTS, TAKE_SECONDS
+
+        if self._state_sending is not None and not self._state_sending.done():
+            log.warning("state checkpoint skipped at watermark %d: the previous one is still being "
+                        "written", pipeline.watermark_ms)
+            CHECKPOINTS.labels("skipped").inc()
+            return None
+        from agents.state import take
+
+        started = time.perf_counter()
+        blobs = await asyncio.to_thread(take, cast(Any, pipeline), self.assignment, secret=self.state_secret,
+                                        offsets=dict(self.next_offsets))
+        elapsed = time.perf_counter() - started
+        TAKE_SECONDS.set(elapsed)
+        CHECKPOINTS.labels("taken").inc()
+        as_of = getattr(pipeline, "_clock", None)
+        log.info("state checkpoint as_of_ms=%s partitions=%s bytes=%d taken in %.0f ms", as_of,
+                 sorted(self.assignment), sum(len(b) for b in blobs.values()), elapsed * 1000)
+        return blobs, -1 if as_of is None else int(as_of), self.assignment, bool(pipeline.leader)
+
+    def _send_state(self, taken: tuple[dict[str, bytes], int, frozenset[int], bool] | None) -> None:
+        """Write a taken checkpoint in the background (blobs, then the index naming them)."""
+        if taken is None or self.state_publisher is None:
+            return
+        blobs, as_of, partitions, leader = taken
+        slot, self._state_slot = self._state_slot, self._state_slot ^ 1
+
+        async def send() -> None:
+            try:
+                await self.state_publisher.publish(blobs, as_of_ms=as_of, partitions=partitions,
+                                                   leader=leader, slot=slot)
+            except Exception as exc:  # the previous checkpoint (or the replay) still recovers
+                log.warning("state checkpoint as_of_ms=%d not written: %r", as_of, exc)
+
+        self._state_sending = asyncio.ensure_future(send())
 
     async def flush(self) -> None:
         """Wait until everything sent so far is acknowledged by the broker (operator actions answer
@@ -160,7 +243,9 @@ class PipelineHost:
             return
         async with self._lock:
             outputs = self.pipeline.poll(time.monotonic())
+            taken = await self._take_state_if_due()
         await self.publish(outputs)
+        self._send_state(taken)
 
     async def heartbeat(self, idle_secs: float) -> None:
         """Advance the engine clock by the idle wall time when no input arrived for ``idle_secs``."""
@@ -171,7 +256,9 @@ class PipelineHost:
             return
         async with self._lock:
             outputs = self.pipeline.heartbeat(self.last_event_ts_ms + int(idle * 1000))
+            taken = await self._take_state_if_due()
         await self.publish(outputs)
+        self._send_state(taken)
 
     async def publish(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
         checkpointer = getattr(self.pipeline, "checkpoints", None)
@@ -234,12 +321,16 @@ host = PipelineHost()
 register("recovery")
 
 
-async def _rewind(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], keep: int) -> None:
-    """Start each partition ``keep`` messages before its end (or at its beginning)."""
+async def _position(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], keep: int,
+                    starts: dict[int, int] | None) -> None:
+    """Start each partition where a restored checkpoint left it (``starts``), else ``keep`` messages
+    before its end (or at its beginning); the start is the next offset not yet offered."""
     begin = await consumer.beginning_offsets(partitions)
     end = await consumer.end_offsets(partitions)
     for tp in partitions:
-        consumer.seek(tp, max(begin[tp], end[tp] - keep))
+        start = starts[tp.partition] if starts and tp.partition in starts else max(begin[tp], end[tp] - keep)
+        consumer.seek(tp, max(start, begin[tp]))
+        host.next_offsets[(contract_topic(MARKET_TICKS), tp.partition)] = start
 
 
 @app.task
@@ -251,26 +342,41 @@ async def recover_pipeline() -> None:
         host.start_recovery()
 
 
+def _own(pipeline: Pipeline | None) -> None:
+    if pipeline is not None and host.assignment is not None:
+        pipeline.owned_partitions = host.assignment
+        pipeline.leader = 0 in host.assignment  # market-wide alerts: the owner of partition 0
+
+
 async def recover() -> None:
-    """Replay the partitioned inputs below the committed offsets into the host's pipeline (every
-    partition: the state is whole; outputs only for the owned ones), then set ``host.ready``."""
+    """Rebuild the host's pipeline, then set ``host.ready``.
+
+    State checkpoints off: replay the partitioned inputs below the committed offsets (every
+    partition: the state is whole; outputs only for the owned ones). On
+    (``streams.state_store``): restore the newest complete checkpoint of the owned partitions and
+    replay only their inputs after it; with none usable, replay as when off."""
     from streams.recovery import bootstrap_inputs, read_output_heads, schedule_operator_actions
+    from streams.state_store import StatePublisher, state_checkpoint_ms
     from streams.topics import POSITIONS
+    from streams.wiring import checkpoint_secret
 
     settings = get_settings()
     started = time.monotonic()
-    if host.pipeline is not None and host.assignment is not None:
-        host.pipeline.owned_partitions = host.assignment
-        host.pipeline.leader = 0 in host.assignment  # market-wide alerts: the owner of partition 0
+    _own(host.pipeline)
+    if host.assignment is not None:
         log.info("recovering for %s partitions %s", POSITIONS, sorted(host.assignment))
-    models = getattr(host.pipeline, "models", None)
-    from streams.wiring import checkpoint_secret
-
     secret = checkpoint_secret(settings)
+    host.state_ms, host.state_secret = state_checkpoint_ms(settings), secret
+    host.next_offsets, host.market_start, host._state_bucket = {}, None, None
+    if settings.state_checkpoint_secs > 0 and secret is None:
+        log.warning("MEVRISK_CHECKPOINT_SECRET is not set: state checkpoints are off")
+    if host.state_ms and host.state_publisher is None:
+        host.state_publisher = StatePublisher(settings.kafka_bootstrap_servers, app.conf.id)
+    models = getattr(host.pipeline, "models", None)
     if models is not None and settings.model_restore and secret is None:
         log.warning("MEVRISK_CHECKPOINT_SECRET is not set: model checkpoints are neither written nor "
                     "restored, the models start cold")
-    elif models is not None and settings.model_restore:
+    elif models is not None and settings.model_restore and not host.state_ms:
         from streams.model_store import restore_models
 
         await restore_models(settings.kafka_bootstrap_servers, models, secret)  # before any event
@@ -280,20 +386,85 @@ async def recover() -> None:
     if host.quarantined:
         log.warning("quarantined input records (each once failed an agent; skipped): %s",
                     sorted(host.quarantined)[:20])
+    report = await _restore_state(settings.kafka_bootstrap_servers) if host.state_ms else None
+    if report is not None:
+        host.next_offsets = dict(report.offsets)
+        host.market_start = {p: o for (t, p), o in report.offsets.items() if t == "mev.market.ticks"}
     host.heads = await read_output_heads(settings.kafka_bootstrap_servers)
     if host.pipeline is not None and not host.heads.empty:
-        await schedule_operator_actions(settings.kafka_bootstrap_servers, host.pipeline)
-    replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay,
-                                      skip=host.quarantined)
+        await schedule_operator_actions(settings.kafka_bootstrap_servers, host.pipeline,
+                                        restored=report is not None)
+    if report is None:
+        replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay,
+                                          skip=host.quarantined)
+    else:  # only the owned partitions, from where the checkpoint left them
+        replayed = await bootstrap_inputs(
+            settings.kafka_bootstrap_servers, app.conf.id, host.replay,
+            start={k: v for k, v in report.offsets.items() if k[0] != "mev.market.ticks"},
+            partitions=host.assignment, skip=host.quarantined)
     if host.pipeline is not None:  # a portfolio lost in a rebalance stops being exported here
         pipeline = host.pipeline
         metrics.forget_portfolios({p for p in pipeline.latest_snapshots if pipeline.owns("portfolio", p)})
     host.generation += 1
     host.ready.set()
-    log.warning(
-        "recovery: replayed %d partitioned input records in %.1fs; output heads %s",
-        replayed, time.monotonic() - started, host.heads.newest(),
-    )
+    if report is not None:
+        log.warning(
+            "recovery: restored state as_of_ms=%d (%s) and replayed %d partitioned input records "
+            "after it in %.1fs; output heads %s", report.as_of_ms, report.summary(), replayed,
+            time.monotonic() - started, host.heads.newest(),
+        )
+    else:
+        log.warning(
+            "recovery: replayed %d partitioned input records in %.1fs; output heads %s",
+            replayed, time.monotonic() - started, host.heads.newest(),
+        )
+
+
+async def _restore_state(bootstrap: str) -> Any:
+    """Restore the newest usable state checkpoint of this worker's partitions into the (fresh)
+    pipeline; a refused one is logged, counted and the next older tried on a fresh pipeline.
+    Returns the ``agents.state.RestoreReport``, or None: replay the retained inputs."""
+    from agents.state import restore
+    from streams.state_store import CHECKPOINTS, load_candidates, writer_id
+    from streams.topics import STATE
+    from streams.wiring import install_pipeline
+
+    if host.pipeline is None or host.assignment is None:
+        return None
+    started = time.monotonic()
+    try:
+        found = await load_candidates(bootstrap, app.conf.id, host.assignment)
+    except Exception as exc:  # unreadable topic: the retained inputs still rebuild the state
+        log.error("state checkpoints not read: %r", exc)
+        found = []
+    read_s = time.monotonic() - started
+    for candidate in found[:3]:
+        started = time.monotonic()
+        try:
+            async with host._lock:
+                report = await asyncio.to_thread(
+                    restore, cast(Any, host.pipeline),
+                    {"market": candidate.blobs["market"],
+                     **{f"p{p}": candidate.blobs[f"p{p}"] for p in sorted(host.assignment)}},
+                    secret=cast(bytes, host.state_secret), wall_s=time.monotonic())
+        except Exception as exc:  # CheckpointError, or anything a bad blob provokes: never a crash
+            log.error("state checkpoint as_of_ms=%d of %s refused: %s", candidate.as_of_ms,
+                      candidate.writer, exc)
+            CHECKPOINTS.labels("refused").inc()
+            async with host._lock:
+                install_pipeline()  # the refused restore may have installed part of it
+                _own(host.pipeline)
+            continue
+        CHECKPOINTS.labels("restored").inc()
+        log.warning("recovery: state checkpoint as_of_ms=%d of %s: %s read in %.1fs, restored in %.1fs",
+                    candidate.as_of_ms, candidate.writer, STATE, read_s, time.monotonic() - started)
+        # the next take writes the other slot: the one restored from stays whole until it is done
+        host._state_slot = candidate.slot ^ 1 if candidate.writer == writer_id(host.assignment) else 0
+        return report
+    CHECKPOINTS.labels("none").inc()
+    log.warning("recovery: no usable state checkpoint for partitions %s (%d candidates): replaying the "
+                "retained inputs", sorted(host.assignment), len(found))
+    return None
 
 
 @app.task
@@ -320,7 +491,8 @@ async def replicate_market_feed() -> None:
         while True:  # one pass per recovery: a rebuilt pipeline needs the market again
             await host.ready.wait()  # recovered positions are buffered first: the market cannot outrun them
             generation = host.generation
-            await _rewind(consumer, partitions, settings.market_replay_messages)
+            await _position(consumer, partitions, settings.market_replay_messages, host.market_start)
+            host.market_positioned = generation
             if host.pipeline is not None:
                 now = time.monotonic()
                 for tp in partitions:
@@ -340,7 +512,8 @@ async def replicate_market_feed() -> None:
                                               max_future_skew_ms=settings.max_future_skew_ms)
                     except ContractError:
                         continue  # screen_ticks DLQs it once per consumer group
-                    await host.offer("mev.market.ticks", tick, message.partition, generation)
+                    await host.offer("mev.market.ticks", tick, message.partition, generation,
+                                     message.offset)
                     if generation != host.generation:
                         break
     finally:

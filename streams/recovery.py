@@ -12,14 +12,16 @@ Exactness needs the inputs since the first event to be retained; the ticks windo
 they are restored from their checkpoints on ``risk.models`` before the replay
 (``streams.model_store``), and the replay only teaches them the events after each
 checkpoint's ``as_of_ms`` (``agents.anomaly.checkpoint``), so for them the window need
-only reach back to the last checkpoint.
+only reach back to the last checkpoint. With state checkpoints on (``streams.state_store``),
+recovery starts from the restored checkpoint: ``bootstrap_inputs`` reads only the owned partitions
+from its offsets, and ``schedule_operator_actions`` skips the actions it already holds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,12 +176,32 @@ async def read_output_heads(bootstrap: str) -> OutputHeads:
     return heads
 
 
-async def schedule_operator_actions(bootstrap: str, pipeline: Any) -> int:
-    """Queue the operator actions recorded on ``risk.audit`` so the replay re-applies them."""
-    from agents.pipeline import operator_actions
+async def schedule_operator_actions(bootstrap: str, pipeline: Any, *, restored: bool = False) -> int:
+    """Queue the operator actions recorded on ``risk.audit`` so the replay re-applies them.
+
+    ``restored``: the pipeline holds a restored state checkpoint; an action whose audit record is
+    below its chain's restored head is already in that state, and one already queued in it (restored
+    with the buffered events) is not queued twice."""
+    from agents.pipeline import OPERATOR, operator_actions
     from streams.audit_reader import read_audit_topic
 
-    actions = operator_actions(await read_audit_topic(bootstrap))
+    records = await read_audit_topic(bootstrap)
+    actions = operator_actions(records)
+    if restored:
+        def bare(action: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in action.items() if k != "audit_order"}
+
+        queued = [bare(value) for _, _, _, topic, value in pipeline._heap if topic == OPERATOR]
+
+        def covered(action: dict[str, Any]) -> bool:
+            record = records[action["audit_order"]]
+            chain = pipeline.audits.get(str(record.get("stream")))
+            seq = record.get("seq")
+            if chain is not None and isinstance(seq, int) and seq < chain.next_seq:
+                return True
+            return bare(action) in queued
+
+        actions = [a for a in actions if not covered(a)]
     for action in actions:
         pipeline.schedule_operator(action)
     return len(actions)
@@ -199,11 +221,17 @@ async def committed_offsets(bootstrap: str, group_id: str) -> dict[TopicPartitio
 
 
 async def bootstrap_inputs(
-    bootstrap: str, group_id: str, offer: Callable[[str, dict[str, Any], int], Awaitable[None]],
+    bootstrap: str, group_id: str, offer: Callable[..., Awaitable[None]],
+    start: Mapping[tuple[str, int], int] | None = None, partitions: Collection[int] | None = None,
     skip: frozenset[tuple[str, int, int]] = frozenset(),
 ) -> int:
     """Offer every valid position and strategy-stats record below the group's committed offsets,
-    except the quarantined ones in ``skip`` (``(topic, partition, offset)``)."""
+    as ``offer(topic, value, partition, offset)``.
+
+    ``start``: per contract ``(topic, partition)``, the first offset to read (a restored state
+    checkpoint covers the records before it); a partition not named starts at its beginning.
+    ``partitions``: read only these input partitions (None: every one).
+    ``skip``: quarantined records ``(topic, partition, offset)``, never offered."""
     committed = await committed_offsets(bootstrap, group_id)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -221,7 +249,7 @@ async def bootstrap_inputs(
         except ContractError:
             return  # the input agents sent it to risk.dlq when it first arrived
         count += 1
-        await offer(topic, value, message.partition)
+        await offer(topic, value, message.partition, message.offset)
 
     try:
         ranges: dict[TopicPartition, tuple[int, int]] = {}
@@ -231,8 +259,17 @@ async def bootstrap_inputs(
                 continue
             begin = await consumer.beginning_offsets(tps)
             for tp in tps:
+                if partitions is not None and tp.partition not in partitions:
+                    continue
+                first = begin[tp]
+                if start is not None and (contract_topic(topic), tp.partition) in start:
+                    first = max(first, start[(contract_topic(topic), tp.partition)])
+                    if start[(contract_topic(topic), tp.partition)] < begin[tp]:
+                        log.warning("%s: the state checkpoint resumes at %d, retention kept from %d: "
+                                    "the records between are lost", tp, start[(contract_topic(topic),
+                                                                              tp.partition)], begin[tp])
                 if committed.get(tp):
-                    ranges[tp] = (begin[tp], committed[tp])
+                    ranges[tp] = (first, committed[tp])
         await _read_ranges(consumer, ranges, on_message)
     finally:
         with contextlib.suppress(Exception):

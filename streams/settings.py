@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     checkpoint_secret: SecretStr | None = None
     """Key of the HMAC-SHA256 tag on every checkpoint (at least 16 bytes, the same on every worker).
     Unset: no checkpoint is written or restored (the models start cold after a restart)."""
+    state_checkpoint_secs: float = 0.0
+    """Seconds of event time between state checkpoints to ``risk.state`` (``streams.state_store``);
+    0: off (restart recovery replays the retained inputs). On only with ``checkpoint_secret``; when on,
+    recovery restores the newest checkpoint and replays only the inputs after it, and the model
+    checkpoints on ``risk.models`` are not written or read (the state checkpoint holds the models)."""
     worker_log_level: str = "warn"
     max_future_skew_ms: int = 300_000
     """Input events more than this far ahead of the wall clock go to ``risk.dlq`` (out_of_range)."""

@@ -16,14 +16,20 @@ class TopicSpec:
     compacted: bool = False
     infinite_retention: bool = False
     partitions: int | None = None  # None: the settings' default
+    max_message_bytes: int = 2_097_152
+    segment_bytes: int | None = None
+    """Roll segments at this size (compaction never touches the active segment)."""
 
     def config(self) -> dict[str, str]:
         # Retention and segment rolling count from arrival at the broker. Event time lives in the
         # payload's ts_ms; a replay of old events (record timestamps months back) must not make
         # the broker delete the inputs that crash recovery and takeover re-read.
-        config = {"max.message.bytes": "2097152", "message.timestamp.type": "LogAppendTime"}
+        config = {"max.message.bytes": str(self.max_message_bytes), "message.timestamp.type": "LogAppendTime"}
         if self.compacted:
             config["cleanup.policy"] = "compact"
+        if self.segment_bytes is not None:
+            config["segment.bytes"] = str(self.segment_bytes)
+            config["min.cleanable.dirty.ratio"] = "0.1"
         if self.infinite_retention:
             config["retention.ms"] = "-1"
             config["retention.bytes"] = "-1"
@@ -42,6 +48,9 @@ CONTROLS = f"{_prefix}risk.controls"
 AUDIT = f"{_prefix}risk.audit"
 DLQ = f"{_prefix}risk.dlq"
 MODELS = f"{_prefix}risk.models"
+STATE = f"{_prefix}risk.state"
+STATE_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""A state checkpoint blob is ~2 MB with models; larger ones are skipped with a warning."""
 
 TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(MARKET_TICKS),
@@ -53,6 +62,9 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(AUDIT, infinite_retention=True, partitions=1),
     TopicSpec(DLQ),
     TopicSpec(MODELS, compacted=True),  # model checkpoints: zlib'd pickles, ~300 kB per portfolio
+    # streams.state_store; small segments so compaction keeps what recovery reads near two sets per key
+    TopicSpec(STATE, compacted=True, max_message_bytes=STATE_MAX_MESSAGE_BYTES,
+              segment_bytes=64 * 1024 * 1024),
 )
 INPUT_TOPICS = (MARKET_TICKS, POSITIONS, STRATEGY_STATS)
 

@@ -8,6 +8,7 @@ from agents.pipeline import RiskPipeline
 from streams.host import host
 from streams.model_store import CheckpointPublisher, owns_positions_partition
 from streams.settings import Settings, get_settings
+from streams.state_store import state_checkpoint_ms
 from streams.topics import (
     alerts_topic,
     audit_topic,
@@ -24,8 +25,10 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         bar_ms=settings.bar_ms,
         allowed_lateness_ms=settings.allowed_lateness_ms,
         coalesce_ms=settings.snapshot_coalesce_ms,
+        # with state checkpoints on, they hold the models: risk.models is neither written nor read
         model_checkpoint_ms=(int(settings.model_checkpoint_secs * 1000)
-                             if checkpoint_secret(settings) is not None else 0),
+                             if checkpoint_secret(settings) is not None and not state_checkpoint_ms(settings)
+                             else 0),
         admission=AdmissionLimits(settings.max_portfolios, settings.max_strategies, settings.max_assets),
     )
 

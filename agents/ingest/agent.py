@@ -33,7 +33,7 @@ async def _consume(stream: Any, *, feed_pipeline: bool, name: str) -> None:
             started = time.perf_counter()
             clean = await accept(event)
             if clean is not None and feed_pipeline:
-                await host.offer(topic, clean, message.partition)
+                await host.offer(topic, clean, message.partition, offset=message.offset)
             metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
         except Exception as error:  # a bug past the pipeline's isolation: quarantine, then crash
             await quarantine(event, name, error)

@@ -1,0 +1,216 @@
+"""Kafka side of the state checkpoints (:mod:`agents.state`): written to and picked from ``risk.state``.
+
+On only when ``MEVRISK_STATE_CHECKPOINT_SECS`` > 0 and ``MEVRISK_CHECKPOINT_SECRET`` is set
+(:func:`state_checkpoint_ms`); otherwise recovery replays the retained inputs as before.
+
+Writing. Every ``state_checkpoint_secs`` of event time (the watermark crossing a multiple, after a
+pipeline call) the host takes the pipeline's state for the partitions it owns
+(:func:`agents.state.take`, under the host lock) with, per input ``(topic, partition)``, the next
+offset not yet offered, and :class:`StatePublisher` writes each blob as one record of the compacted
+topic ``risk.state``, then, once every blob is acknowledged, a small index record naming them::
+
+    <app>:<writer>:<key>:<slot>     a sealed blob (key market or p<N>), header as_of_ms
+    <app>:<writer>:index:<slot>     {"as_of_ms", "partitions", "leader", "keys": {key: record key}}
+
+``writer`` names the assignment of the worker that took it (``w0-1-2-3``): each worker writes its own
+market blob, and the market blob of the owner of partition 0 (the leader) is the only one with the
+global audit chain ``risk``; a set written by a worker owning partition 0 therefore always carries it.
+``slot`` alternates 0/1 between takes, so compaction keeps the last two complete sets: a worker
+killed while writing one leaves the previous one whole (its index names blobs of another as_of, so
+the half-written set is never picked).
+
+Reading (once per recovery, before the replay). The whole topic is read, keeping the last record
+of each key (what compaction keeps). The candidates are the index records whose partitions include
+every partition this worker owns and whose blobs are all there with the index's ``as_of_ms``,
+newest first. The blobs are authenticated and decoded by :func:`agents.state.restore`; a refused
+one (forged, malformed, oversized, other version, inconsistent) is logged and counted
+(``mevrisk_state_checkpoints_total{outcome="refused"}``) and the next candidate is tried on a fresh
+pipeline; with none usable, recovery replays the retained inputs (``outcome="none"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+
+from streams import metrics
+from streams.recovery import _partitions, _read_ranges
+from streams.settings import Settings
+from streams.topics import STATE, STATE_MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
+
+MAX_BLOB_BYTES = STATE_MAX_MESSAGE_BYTES - 65_536
+"""A larger blob is not written (nor its set's index): recovery falls back to the previous set."""
+
+CHECKPOINTS = Counter(
+    "mevrisk_state_checkpoints_total", "State checkpoints, by outcome (taken, published, skipped: "
+    "oversized or the previous one still being written, restored, refused: a candidate that did not "
+    "verify or fit, none: recovery found none usable and replayed the retained inputs).", ["outcome"],
+    registry=metrics.REGISTRY,
+)
+for _outcome in ("taken", "published", "skipped", "restored", "refused", "none"):
+    CHECKPOINTS.labels(_outcome)
+TAKE_SECONDS = Gauge(
+    "mevrisk_state_checkpoint_take_seconds", "Wall time of the last take() (under the host lock).",
+    registry=metrics.REGISTRY,
+)
+CHECKPOINT_BYTES = Gauge(
+    "mevrisk_state_checkpoint_bytes", "Size of the last state checkpoint, all its blobs.",
+    registry=metrics.REGISTRY,
+)
+
+
+def state_checkpoint_ms(settings: Settings) -> int:
+    """Event-time ms between state checkpoints, 0 when they are off (no interval or no secret)."""
+    if settings.state_checkpoint_secs <= 0 or settings.checkpoint_secret is None:
+        return 0
+    return max(1, int(settings.state_checkpoint_secs * 1000))
+
+
+def writer_id(partitions: Iterable[int]) -> str:
+    """
+    >>> writer_id({3, 0, 1})
+    'w0-1-3'
+    """
+    return "w" + "-".join(str(p) for p in sorted(partitions))
+
+
+def record_key(app_id: str, writer: str, key: str, slot: int) -> str:
+    return f"{app_id}:{writer}:{key}:{slot}"
+
+
+class StatePublisher:
+    """Writes the blobs of one take, then its index (its own producer: blobs exceed 2 MiB)."""
+
+    def __init__(self, bootstrap: str, app_id: str) -> None:
+        self.bootstrap = bootstrap
+        self.app_id = app_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def _started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                        max_request_size=STATE_MAX_MESSAGE_BYTES)
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def publish(self, blobs: dict[str, bytes], *, as_of_ms: int, partitions: Iterable[int],
+                      leader: bool, slot: int) -> bool:
+        """Write ``blobs`` and their index; False (and no index) when a blob is too large."""
+        owned = sorted(partitions)
+        writer = writer_id(owned)
+        oversized = {k: len(b) for k, b in blobs.items() if len(b) > MAX_BLOB_BYTES}
+        if oversized:
+            log.warning("state checkpoint as_of_ms=%d not written: blobs over %d bytes: %s",
+                        as_of_ms, MAX_BLOB_BYTES, oversized)
+            CHECKPOINTS.labels("skipped").inc()
+            return False
+        producer = await self._started()
+        headers = [("as_of_ms", str(as_of_ms).encode())]
+        keys = {key: record_key(self.app_id, writer, key, slot) for key in blobs}
+        sent = [await producer.send(STATE, value=blob, key=keys[key].encode(), headers=headers)
+                for key, blob in blobs.items()]
+        await asyncio.gather(*sent)  # every blob durable before the index names them
+        index = {"as_of_ms": as_of_ms, "partitions": owned, "leader": leader, "keys": keys}
+        await (await producer.send(STATE, value=orjson.dumps(index), headers=headers,
+                                   key=record_key(self.app_id, writer, "index", slot).encode()))
+        CHECKPOINTS.labels("published").inc()
+        CHECKPOINT_BYTES.set(sum(len(b) for b in blobs.values()))
+        return True
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+
+@dataclass
+class Candidate:
+    """A complete checkpoint set for an assignment: blobs by checkpoint key, all of one take."""
+
+    as_of_ms: int
+    writer: str
+    slot: int
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+
+async def read_state(bootstrap: str) -> dict[str, tuple[int | None, bytes | None]]:
+    """The last record of each key of ``risk.state``: ``key -> (as_of_ms header, value)``."""
+    latest: dict[str, tuple[int | None, bytes | None]] = {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=STATE_MAX_MESSAGE_BYTES + 1_048_576,
+                                fetch_max_bytes=2 * STATE_MAX_MESSAGE_BYTES)
+
+    def keep(message: Any) -> None:
+        as_of = None
+        for name, value in message.headers or ():
+            if name == "as_of_ms":
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    as_of = int(value.decode())
+        if message.key is not None:
+            latest[message.key.decode(errors="replace")] = (as_of, message.value)
+
+    await consumer.start()
+    try:
+        tps = await _partitions(consumer, STATE)
+        if tps:
+            begin = await consumer.beginning_offsets(tps)
+            end = await consumer.end_offsets(tps)
+            await _read_ranges(consumer, {tp: (begin[tp], end[tp]) for tp in tps}, keep)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+    return latest
+
+
+def candidates(records: dict[str, tuple[int | None, bytes | None]], app_id: str,
+               partitions: Iterable[int]) -> list[Candidate]:
+    """Complete sets covering ``partitions`` (market + one blob per partition), newest first.
+    Index records are unauthenticated: a malformed one is skipped (the blobs are verified later)."""
+    wanted = sorted(partitions)
+    found: list[Candidate] = []
+    prefix = f"{app_id}:"
+    for key, (_, value) in records.items():
+        if not key.startswith(prefix) or value is None:
+            continue
+        parts = key[len(prefix):].split(":")
+        if len(parts) != 3 or parts[1] != "index":
+            continue
+        try:
+            index = orjson.loads(value)
+            as_of, keys = int(index["as_of_ms"]), index["keys"]
+            needed = ["market", *(f"p{p}" for p in wanted)]
+            if not isinstance(keys, dict) or not all(isinstance(keys.get(k), str) for k in needed):
+                continue
+            blobs = {}
+            for k in needed:
+                blob_as_of, blob = records.get(keys[k], (None, None))
+                if blob_as_of != as_of or blob is None:
+                    break  # overwritten by a later take, or never written: this set is not whole
+                blobs[k] = blob
+            else:
+                found.append(Candidate(as_of, parts[0], int(parts[2]), blobs))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return sorted(found, key=lambda c: c.as_of_ms, reverse=True)
+
+
+async def load_candidates(bootstrap: str, app_id: str, partitions: Iterable[int]) -> list[Candidate]:
+    started = time.monotonic()
+    records = await read_state(bootstrap)
+    found = candidates(records, app_id, partitions)
+    log.info("state: %d complete checkpoint sets for partitions %s among %d records of %s in %.0f ms",
+             len(found), sorted(partitions), len(records), STATE, (time.monotonic() - started) * 1000)
+    return found

@@ -9,8 +9,8 @@ import pytest
 
 from agents.admission import AdmissionLimits
 from agents.assembly import PipelineOptions, build_pipeline
-from agents.pipeline import RiskPipeline
 from streams.sim.generator import Simulator
+from tests.unit.pipeline.test_pipeline import _run
 
 START_MS = 1_767_225_600_000
 OPTIONS = PipelineOptions(bar_ms=1000, allowed_lateness_ms=2000)
@@ -19,14 +19,6 @@ OPTIONS = PipelineOptions(bar_ms=1000, allowed_lateness_ms=2000)
 def _events(duration_s: float = 40) -> list[tuple[str, dict]]:
     return [(ev.topic, ev.value) for ev in Simulator(5, START_MS, 150, duration_s)
             if isinstance(ev.value, dict)]
-
-
-def _run(pipeline: RiskPipeline, events: list[tuple[str, dict]]) -> list[tuple[str, str, dict]]:
-    out = []
-    for topic, value in events:
-        out.extend(pipeline.offer(topic, value))
-    out.extend(pipeline.drain())
-    return out
 
 
 def _of(outputs: list[tuple[str, str, dict]], topic: str, key: str | None = None) -> list[dict]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import faust
+from faust.exceptions import AlreadyConfiguredWarning
 
 import streams.codecs  # noqa: F401 - registers the orjson codec before any record is used
+from streams.membership import instance_id, leave_on_close
 from streams.settings import get_settings
 
 _settings = get_settings()
@@ -31,3 +35,14 @@ app = faust.App(
     broker_rebalance_timeout=20.0,
     broker_commit_interval=1.0,
 )
+
+
+@app.on_worker_init.connect
+def _static_membership(sender: faust.App, **_: object) -> None:
+    """Once the worker command has set the web port, name this worker's group membership."""
+    if sender.conf.consumer_group_instance_id is None:
+        with warnings.catch_warnings():  # Faust warns on any setting assigned after the app read its conf
+            warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+            sender.conf.consumer_group_instance_id = instance_id(_settings.worker_id, sender.conf.web_port)
+    if sender.conf.consumer_group_instance_id is not None:
+        leave_on_close()

@@ -354,7 +354,8 @@ async def recover() -> None:
     State checkpoints off: replay the partitioned inputs below the committed offsets (every
     partition: the state is whole; outputs only for the owned ones). On
     (``streams.state_store``): restore the newest complete checkpoint of the owned partitions and
-    replay only their inputs after it; with none usable, replay as when off."""
+    replay only their inputs after it; with none usable, replay the owned partitions' retained
+    inputs. Either way the pipeline then holds only the owned partitions (plus the market)."""
     from streams.recovery import bootstrap_inputs, read_output_heads, schedule_operator_actions
     from streams.state_store import StatePublisher, state_checkpoint_ms
     from streams.topics import POSITIONS
@@ -362,6 +363,14 @@ async def recover() -> None:
 
     settings = get_settings()
     started = time.monotonic()
+    phases: dict[str, float] = {}
+    mark = [started]
+
+    def phase(name: str) -> None:
+        now = time.monotonic()
+        phases[name] = round(now - mark[0], 2)
+        mark[0] = now
+
     _own(host.pipeline)
     if host.assignment is not None:
         log.info("recovering for %s partitions %s", POSITIONS, sorted(host.assignment))
@@ -382,26 +391,33 @@ async def recover() -> None:
         await restore_models(settings.kafka_bootstrap_servers, models, secret)  # before any event
     from streams.dlq import read_quarantine
 
+    phase("models")
     host.quarantined = await read_quarantine(settings.kafka_bootstrap_servers)
+    phase("quarantine")
     if host.quarantined:
         log.warning("quarantined input records (each once failed an agent; skipped): %s",
                     sorted(host.quarantined)[:20])
     report = await _restore_state(settings.kafka_bootstrap_servers) if host.state_ms else None
+    phase("state")
     if report is not None:
         host.next_offsets = dict(report.offsets)
         host.market_start = {p: o for (t, p), o in report.offsets.items() if t == "mev.market.ticks"}
     host.heads = await read_output_heads(settings.kafka_bootstrap_servers)
+    phase("output_heads")
     if host.pipeline is not None and not host.heads.empty:
         await schedule_operator_actions(settings.kafka_bootstrap_servers, host.pipeline,
                                         restored=report is not None)
-    if report is None:
+    phase("audit")
+    if report is None:  # state checkpoints on: only the owned partitions, from their beginning
         replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay,
+                                          partitions=host.assignment if host.state_ms else None,
                                           skip=host.quarantined)
     else:  # only the owned partitions, from where the checkpoint left them
         replayed = await bootstrap_inputs(
             settings.kafka_bootstrap_servers, app.conf.id, host.replay,
             start={k: v for k, v in report.offsets.items() if k[0] != "mev.market.ticks"},
             partitions=host.assignment, skip=host.quarantined)
+    phase("replay")
     if host.pipeline is not None:  # a portfolio lost in a rebalance stops being exported here
         pipeline = host.pipeline
         metrics.forget_portfolios({p for p in pipeline.latest_snapshots if pipeline.owns("portfolio", p)})
@@ -410,13 +426,13 @@ async def recover() -> None:
     if report is not None:
         log.warning(
             "recovery: restored state as_of_ms=%d (%s) and replayed %d partitioned input records "
-            "after it in %.1fs; output heads %s", report.as_of_ms, report.summary(), replayed,
-            time.monotonic() - started, host.heads.newest(),
+            "after it in %.1fs (%s); output heads %s", report.as_of_ms, report.summary(), replayed,
+            time.monotonic() - started, phases, host.heads.newest(),
         )
     else:
         log.warning(
-            "recovery: replayed %d partitioned input records in %.1fs; output heads %s",
-            replayed, time.monotonic() - started, host.heads.newest(),
+            "recovery: replayed %d partitioned input records in %.1fs (%s); output heads %s",
+            replayed, time.monotonic() - started, phases, host.heads.newest(),
         )
 
 

@@ -161,15 +161,15 @@ async def read_output_heads(bootstrap: str) -> OutputHeads:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        for topic in (SNAPSHOTS, ALERTS, CONTROLS, AUDIT):
-            tps = await _partitions(consumer, topic)
-            if not tps:
-                continue
+        # every offset is asked before anything is assigned, and all tails are read in one pass:
+        # with partitions assigned, each offsets request waits behind a fetch (~0.5-1 s each)
+        tps = [tp for topic in (SNAPSHOTS, ALERTS, CONTROLS, AUDIT)
+               for tp in await _partitions(consumer, topic)]
+        if tps:
             begin = await consumer.beginning_offsets(tps)
             end = await consumer.end_offsets(tps)
             ranges = {tp: (max(begin[tp], end[tp] - TAIL_RECORDS), end[tp]) for tp in tps}
-            name = contract_topic(topic)
-            await _read_ranges(consumer, ranges, lambda m, n=name: _add_head(heads, n, m))
+            await _read_ranges(consumer, ranges, lambda m: _add_head(heads, contract_topic(m.topic), m))
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()

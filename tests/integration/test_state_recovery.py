@@ -4,8 +4,10 @@ offline replay's, none missing and none twice."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
+import time
 from pathlib import Path
 
 import orjson
@@ -123,4 +125,135 @@ def test_a_forged_checkpoint_is_refused_and_the_worker_replays(
     assert COLD.search(text), "the worker replayed the retained inputs"
     assert worker.metric("mevrisk_state_checkpoints_total", outcome="refused") == 1
     assert worker.metric("mevrisk_state_checkpoints_total", outcome="restored") == 0
+    worker.assert_healthy()
+
+
+def _partition_of(key: str, partitions: int) -> int:
+    """The partition the default (murmur2) partitioner sends ``key`` to."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+async def _offset_of(bootstrap: str, topic: str, partition: int, key: str) -> int:
+    """The offset of the first record with ``key`` on ``topic[partition]``."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        while await consumer.position(tp) < end:
+            for message in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                if message.key == key.encode():
+                    return int(message.offset)
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no record with key {key!r} on {tp}")
+
+
+async def _log_start(bootstrap: str, topic: str, partition: int) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return int((await consumer.beginning_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
+async def _set_retention(bootstrap: str, topics: list[str], retention_ms: int, segment_ms: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([
+            ConfigResource(ConfigResourceType.TOPIC, topic,
+                           configs={"retention.ms": str(retention_ms), "segment.ms": str(segment_ms)})
+            for topic in topics])
+    finally:
+        await admin.close()
+
+
+@pytest.mark.kills_worker
+def test_a_position_older_than_the_input_retention_survives_restarts(
+        env: Env, start_worker, tmp_path: Path) -> None:
+    """A position opened once and never updated outlives its record on ``mev.positions`` (the topic's
+    retention is cut to 3 s until the record is gone): the state checkpoints carry it through two
+    kill -9 restarts, and the portfolio's snapshots still hold it."""
+    from tests.integration.conftest import run
+
+    recording = tmp_path / "input.jsonl"
+    env.mevrisk("simulate", "--seed", "7", "--rate", "100", "--duration", "150",
+                "--start-ms", str(START_MS), "--record", str(recording))
+    events = [orjson.loads(x) for x in recording.read_bytes().splitlines() if x.strip()]
+    partitions = 4
+    template = next(e for e in events if e["topic"] == "mev.positions" and e["value"]["action"] == "open")
+    home = _partition_of(template["key"], partitions)
+    # on the partition of a busy portfolio: its records roll the segment that retention deletes
+    keeper = next(n for n in (f"keeper-{i}" for i in range(1000)) if _partition_of(n, partitions) == home)
+    opened_ms = START_MS + 2_000
+    position = {**template["value"], "portfolio": keeper, "position_id": f"{keeper}-pos", "seq": 0,
+                "ts_ms": opened_ms}
+    events.append({"topic": "mev.positions", "key": keeper, "ts_ms": opened_ms, "value": position})
+    events.sort(key=lambda e: e["ts_ms"])
+    bounds = [START_MS, START_MS + 90_000, START_MS + 125_000, START_MS + 10**9]
+    chunks = [[e for e in events if lo <= e["ts_ms"] < hi] for lo, hi in itertools.pairwise(bounds)]
+    # the first record after the history on the keeper's partition: appended once retention is cut, it
+    # rolls the segment holding the keeper's position, which retention then deletes
+    roller = next(e for e in chunks[1] if e["topic"] == "mev.positions"
+                  and _partition_of(e["key"], partitions) == home)
+    chunks[1].remove(roller)
+    parts = [tmp_path / f"part{i}.jsonl" for i in range(4)]
+    for path, chunk in zip(parts, [chunks[0], [roller], *chunks[1:]], strict=True):
+        path.write_bytes(b"\n".join(orjson.dumps(e) for e in chunk) + b"\n")
+    positions_topic = env.topic("mev.positions")
+
+    def holds_keeper_after(ts_ms: int) -> bool:
+        from tests.integration.conftest import consume
+
+        got = run(consume(env.bootstrap, env.topic("risk.snapshots"), 100_000, timeout=3))
+        mine = [s for s in got if s.get("portfolio") == keeper and s["ts_ms"] >= ts_ms]
+        return bool(mine) and mine[-1]["active_positions"] == 1 and mine[-1]["total_exposure_usd"] > 0
+
+    worker = start_worker(**STATE_ENV)
+    env.mevrisk("replay", "--pace", "realtime", "--speed", "5", str(parts[0]))
+    keeper_offset = run(_offset_of(env.bootstrap, positions_topic, home, keeper))
+    try:
+        wait_until(lambda: holds_keeper_after(START_MS + 70_000), 120, "snapshots of the keeper portfolio")
+        wait_until(lambda: worker.metric("mevrisk_state_checkpoints_total", outcome="published") >= 2, 60,
+                   "state checkpoints written")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{worker.state()}") from None
+
+    # the history is processed and checkpointed: now the input retention passes it by
+    run(_set_retention(env.bootstrap, [positions_topic], retention_ms=3_000, segment_ms=1_000))
+    time.sleep(1.5)
+    env.mevrisk("replay", str(parts[1]))  # one record: rolls the segment
+    wait_until(lambda: run(_log_start(env.bootstrap, positions_topic, home)) > keeper_offset, 90,
+               "retention to delete the keeper's position record")
+    run(_set_retention(env.bootstrap, [positions_topic], retention_ms=7 * 86_400_000,
+                       segment_ms=7 * 86_400_000))
+
+    restarts = [(parts[2], START_MS + 105_000), (parts[3], START_MS + 130_000)]
+    for restart, (part, after_ms) in enumerate(restarts):
+        wait_until(lambda w=worker: w.metric("mevrisk_state_checkpoints_total", outcome="published") >= 1,
+                   60, "a state checkpoint written by this worker")
+        worker.stop(signal.SIGKILL)
+        worker = start_worker(**STATE_ENV)
+        wait_until(lambda w=worker: RESTORED.search(w.log.read_text()) or COLD.search(w.log.read_text()),
+                   90, "the restarted worker's recovery")
+        assert RESTORED.search(worker.log.read_text()), f"restart {restart + 1} restored no checkpoint:\n" \
+                                                        f"{worker.log_tail()}"
+        env.mevrisk("replay", "--pace", "realtime", "--speed", "5", str(part))
+        wait_until(lambda t=after_ms: holds_keeper_after(t), 90,
+                   f"the keeper's position in snapshots after restart {restart + 1}")
+    assert run(_log_start(env.bootstrap, positions_topic, home)) > keeper_offset
     worker.assert_healthy()

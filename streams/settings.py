@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     web_bind: str | None = None
     """Address the web server listens on; default: ``web_host`` (loopback unless configured)."""
     web_port: int = 6066
+    worker_id: str | None = None
+    """This worker's consumer-group ``group.instance.id`` (static membership, ``streams.membership``);
+    default ``<host>:<web port>``; ``dynamic`` turns static membership off."""
     data_dir: Path = REPO_ROOT / ".cache" / "worker"
     config_dir: Path = REPO_ROOT / "deploy" / "config"
     channels_file: Path | None = None
@@ -50,11 +53,14 @@ class Settings(BaseSettings):
     checkpoint_secret: SecretStr | None = None
     """Key of the HMAC-SHA256 tag on every checkpoint (at least 16 bytes, the same on every worker).
     Unset: no checkpoint is written or restored (the models start cold after a restart)."""
-    state_checkpoint_secs: float = 0.0
-    """Seconds of event time between state checkpoints to ``risk.state`` (``streams.state_store``);
-    0: off (restart recovery replays the retained inputs). On only with ``checkpoint_secret``; when on,
-    recovery restores the newest checkpoint and replays only the inputs after it, and the model
-    checkpoints on ``risk.models`` are not written or read (the state checkpoint holds the models)."""
+    state_checkpoint_secs: float = Field(
+        default=60.0,
+        validation_alias=AliasChoices("MEVRISK_STATE_CHECKPOINT_SECS", "MEVRISK_CHECKPOINT_SECS"))
+    """Seconds of event time between state checkpoints to ``risk.state`` (``streams.state_store``;
+    also read from ``MEVRISK_CHECKPOINT_SECS``); 0: off (restart recovery replays every retained input).
+    On only with ``checkpoint_secret``; when on, recovery restores the newest checkpoint and replays
+    only the inputs after it, a worker holds only the partitions it owns, and the model checkpoints on
+    ``risk.models`` are not written or read (the state checkpoint holds the models)."""
     worker_log_level: str = "warn"
     max_future_skew_ms: int = 300_000
     """Input events more than this far ahead of the wall clock go to ``risk.dlq`` (out_of_range)."""

@@ -136,6 +136,9 @@ def test_scores_after_kill_9_match_an_uninterrupted_run(
         # and a shorter limit would let the first partition read after it run ahead of the others
         "MEVRISK_BAR_MS": "1000", "MEVRISK_IDLE_HEARTBEAT_SECS": "600", "MEVRISK_IDLE_SOURCE_SECS": "20",
         "MEVRISK_CONFIG_DIR": str(config), "MEVRISK_MODEL_CHECKPOINT_SECS": "20",
+        # risk.models is the models' checkpoint when state checkpoints are off (with them on, the
+        # state checkpoint holds the models: tests/integration/test_state_recovery.py)
+        "MEVRISK_STATE_CHECKPOINT_SECS": "0",
     }
 
     env.mevrisk("replay", str(first))

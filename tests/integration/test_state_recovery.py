@@ -98,12 +98,15 @@ def test_an_acknowledgement_survives_kill_9_with_state_checkpoints(
     cut_ms = START_MS + 75_000
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     split_at(recording, cut_ms, first, second)
-    # one checkpoint (60 s), before the acknowledgement: the restart re-applies it from risk.audit
+    # one checkpoint (60 s), before the acknowledgement (~73 s): the restart restores it, replays the
+    # inputs after it and re-applies the acknowledgement from risk.audit. Paced (4x), so the watermark
+    # crosses 60 s well before the end of the first half (a backlog read at once moves it in one
+    # pipeline call, and the only checkpoint would then be taken at the acknowledgement's time)
     worker_env = {**STATE_ENV, "MEVRISK_STATE_CHECKPOINT_SECS": "60", "MEVRISK_CONFIG_DIR": str(config),
                   "MEVRISK_API_TOKENS": '{"op-token": {"role": "operator", "name": "oncall-1"}}'}
 
     worker = start_worker(**worker_env)
-    env.mevrisk("replay", str(first))
+    env.mevrisk("replay", "--pace", "realtime", "--speed", "4", str(first))
 
     def firing() -> list[dict]:
         got = run(consume(env.bootstrap, env.topic("risk.alerts"), 10_000, timeout=3))
@@ -129,12 +132,16 @@ def test_an_acknowledgement_survives_kill_9_with_state_checkpoints(
                    "the restarted worker to process the second half")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{restarted.state()}") from None
-    assert RESTORED.search(restarted.log.read_text()), restarted.log_tail()
+    restored = RESTORED.search(restarted.log.read_text())
+    assert restored, restarted.log_tail()
     events = run(read_to_end(env.bootstrap, env.topic("risk.alerts"), wait_idle(env, ["risk.alerts"])))
     mine = [a for a in events if a["fingerprint"] == alert["fingerprint"]]
     ids = [a["event_id"] for a in events]
     assert len(ids) == len(set(ids)), "no alert event is published twice"
-    assert [a["transition"] for a in mine].count("acknowledged") == 1
+    acked = [a for a in mine if a["transition"] == "acknowledged"]
+    assert len(acked) == 1
+    assert int(restored.group(1)) < acked[0]["ts_ms"] and int(restored.group(2)) > 0, (
+        "the checkpoint restored precedes the acknowledgement, and the inputs after it are replayed")
     assert "escalated" not in [a["transition"] for a in mine], [(a["transition"], a["ts_ms"]) for a in mine]
     verified = env.mevrisk("audit", "verify")
     assert " ok" in verified.stdout, verified.stdout

@@ -6,7 +6,8 @@ lowest of those over the active sources, less ``allowed_lateness_ms``, so a part
 is read faster than another (a consumer catching up) cannot make the other's events late.
 A source that has offered nothing for ``idle_source_secs`` of wall time (passed in by the
 caller; offline replay passes none) stops holding the watermark back, and nothing is
-released before the market (a ``mev.market.ticks`` source) has been seen. Ties are broken by
+released before the market (a ``mev.market.ticks`` source) has been seen (after a state restore:
+offered again, and only then do the restored sources start their idle time). Ties are broken by
 topic rank and the canonical bytes of the event, never by arrival, so the same input
 set yields the same outputs whether it is read from Kafka or from a file. Bars close at
 multiples of ``bar_ms``; at each bar end every portfolio is snapshotted and every rule
@@ -145,6 +146,9 @@ class RiskPipeline:
         self._source_max: dict[tuple[str, int], int | None] = {}
         self._source_wall: dict[tuple[str, int], float] = {}
         self._clock: int | None = None  # event time up to which everything has been processed
+        self._resuming = False
+        """Set by ``agents.state.restore``: nothing is released until the market is offered again,
+        and then every source starts its idle time (as at a cold start)."""
         self._dirty: set[str] = set()
         self._sources: dict[str, SourceHealth] = {}
         self._strategies: set[str] = set()
@@ -174,10 +178,14 @@ class RiskPipeline:
             self._home[("portfolio", value["portfolio"])] = partition
         elif topic == "mev.strategy.stats" and ("strategy", value["strategy"]) not in self._home:
             self._home[("strategy", value["strategy"])] = partition
-        if wall_s is not None and topic == "mev.market.ticks" and not self._market_seen():
-            for waiting, seen in self._source_max.items():
-                if seen is None:  # expected partitions start their idle time with the market
-                    self._source_wall[waiting] = wall_s
+        if topic == "mev.market.ticks" and not self._market_seen():
+            if wall_s is not None:
+                for waiting, seen in self._source_max.items():
+                    if seen is None or self._resuming:
+                        # expected partitions start their idle time with the market; after a
+                        # restore every source does (the wall time since the restore is recovery's)
+                        self._source_wall[waiting] = wall_s
+            self._resuming = False
         self._source_max[source] = max(ts, self._source_max.get(source) or ts)
         if wall_s is not None:
             self._source_wall[source] = wall_s
@@ -200,7 +208,9 @@ class RiskPipeline:
         self._source_wall.setdefault((topic, partition), wall_s)
 
     def _market_seen(self) -> bool:
-        return any(t == "mev.market.ticks" and ts is not None for (t, _), ts in self._source_max.items())
+        """A market tick has been offered (since the restore, for a restored pipeline)."""
+        return not self._resuming and any(
+            t == "mev.market.ticks" and ts is not None for (t, _), ts in self._source_max.items())
 
     def _holds_clock(self, source: tuple[str, int]) -> bool:
         """Market partitions always count; a partitioned input only where this worker owns it

@@ -28,7 +28,10 @@ missed, and the restored pipeline's outputs from then on equal those of the unin
 (snapshots, alerts, controls, audit records and their hashes). It may be taken between any two
 calls to ``offer``/``poll``/``heartbeat``; the wiring takes it at bar boundaries. Not restored:
 ``stats`` (per-process counters: they restart at 0, and ``stats.released`` then counts what the
-recovery read), wall-clock idleness (restored sources start their idle time at ``wall_s``), the
+recovery read), wall-clock idleness (the restored pipeline releases nothing until a market tick is
+offered again, and every source starts its idle time then, as at a cold start: the wall time the
+recovery spends between the restore and the resumed inputs must not make the market sources idle,
+or the replayed partitioned inputs would run the clock ahead of the ticks), the
 model checkpointer's queue, and the rule set (the pipeline is built from configuration; alert
 states whose rule changed since are dropped and counted, as :meth:`AlertEngine.load_state` does).
 
@@ -247,7 +250,9 @@ def restore(pipeline: RiskPipeline, blobs: Mapping[str, bytes], *, secret: bytes
     """Install ``blobs`` (``market`` and any ``p<N>`` of one :func:`take`) into a fresh pipeline.
 
     Every blob is authenticated and decoded before anything is installed. ``wall_s`` (monotonic
-    seconds) starts the idle time of the restored input sources; None for offline replay.
+    seconds) is recorded as the restored input sources' last activity; None for offline replay.
+    Their idle time starts again with the first market tick offered after the restore, before
+    which nothing is released.
     """
     _check_fresh(pipeline)
     opened = {}
@@ -412,6 +417,7 @@ class _Installer:
         self.report.buffered_events = len(self.heap)
         seen = [ts for ts in p._source_max.values() if ts is not None]
         p._max_ts = max(seen) if seen else None
+        p._resuming = True  # nothing released before the market resumes (RiskPipeline._market_seen)
         bundle = p.models
         if bundle is not None:
             for _, name, models in sorted(self.models, key=lambda m: (m[0], m[1])):

@@ -79,6 +79,76 @@ def test_kill_9_long_after_a_checkpoint_restores_it_and_replays_only_the_rest(
     restarted.assert_healthy()
 
 
+@pytest.mark.kills_worker
+def test_an_acknowledgement_survives_kill_9_with_state_checkpoints(
+        env: Env, start_worker, tmp_path: Path) -> None:
+    """The acknowledgement is either in the restored checkpoint or re-applied from risk.audit, never
+    both: it is published once and the alert does not escalate after the restart."""
+    import shutil
+    import urllib.request
+
+    from streams.settings import REPO_ROOT
+    from tests.integration.conftest import consume, read_to_end, run, wait_idle
+    from tests.integration.test_crash_recovery import FAST_RULES
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "deploy" / "config", config)
+    (config / "rules.yaml").write_text(FAST_RULES)
+    recording = tmp_path / "input.jsonl"
+    env.mevrisk("simulate", "--seed", "11", "--rate", "150", "--duration", "150",
+                "--start-ms", str(START_MS), "--incident", "flash-crash@40s/20s", "--record", str(recording))
+    cut_ms = START_MS + 75_000
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    split_at(recording, cut_ms, first, second)
+    # one checkpoint (60 s), before the acknowledgement (~73 s): the restart restores it, replays the
+    # inputs after it and re-applies the acknowledgement from risk.audit. Paced (4x), so the watermark
+    # crosses 60 s well before the end of the first half (a backlog read at once moves it in one
+    # pipeline call, and the only checkpoint would then be taken at the acknowledgement's time)
+    worker_env = {**STATE_ENV, "MEVRISK_STATE_CHECKPOINT_SECS": "60", "MEVRISK_CONFIG_DIR": str(config),
+                  "MEVRISK_API_TOKENS": '{"op-token": {"role": "operator", "name": "oncall-1"}}'}
+
+    worker = start_worker(**worker_env)
+    env.mevrisk("replay", "--pace", "realtime", "--speed", "4", str(first))
+
+    def firing() -> list[dict]:
+        got = run(consume(env.bootstrap, env.topic("risk.alerts"), 10_000, timeout=3))
+        return [a for a in got if a["transition"] == "firing"]
+
+    alert = wait_until(firing, 90, "a firing alert")[0]
+    wait_until(lambda: worker.metric("mevrisk_watermark_seconds") * 1000 >= cut_ms - 10_000, 90,
+               "the first half processed")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker.web_port}/api/v1/alerts", method="POST",
+        data=orjson.dumps({"alert_id": alert["id"], "action": "acknowledge", "comment": "on it"}),
+        headers={"Authorization": "Bearer op-token", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    worker.stop(signal.SIGKILL)
+
+    restarted = start_worker(**worker_env)
+    env.mevrisk("replay", str(second))
+    end_ms = START_MS + 140_000
+    try:
+        wait_until(lambda: restarted.metric("mevrisk_watermark_seconds") * 1000 >= end_ms, 120,
+                   "the restarted worker to process the second half")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{restarted.state()}") from None
+    restored = RESTORED.search(restarted.log.read_text())
+    assert restored, restarted.log_tail()
+    events = run(read_to_end(env.bootstrap, env.topic("risk.alerts"), wait_idle(env, ["risk.alerts"])))
+    mine = [a for a in events if a["fingerprint"] == alert["fingerprint"]]
+    ids = [a["event_id"] for a in events]
+    assert len(ids) == len(set(ids)), "no alert event is published twice"
+    acked = [a for a in mine if a["transition"] == "acknowledged"]
+    assert len(acked) == 1
+    assert int(restored.group(1)) < acked[0]["ts_ms"] and int(restored.group(2)) > 0, (
+        "the checkpoint restored precedes the acknowledgement, and the inputs after it are replayed")
+    assert "escalated" not in [a["transition"] for a in mine], [(a["transition"], a["ts_ms"]) for a in mine]
+    verified = env.mevrisk("audit", "verify")
+    assert " ok" in verified.stdout, verified.stdout
+
+
 async def _write_state_set(bootstrap: str, topic: str, app_id: str, blobs: dict[str, bytes],
                            as_of_ms: int) -> None:
     """Write a checkpoint set and its index as a worker would (streams.state_store's layout)."""

@@ -25,7 +25,8 @@ KNOWN: dict[str, dict[str, str]] = {
         "audits": "market (risk) + p<N> (risk-p<N>)", "kill_switch": "market + p<N> (by scope)",
         "admission": "market (assets) + p<N>", "alerts": "market + p<N>", "risk": "market + p<N>",
         "models": "market (ticks) + p<N> (portfolios)",
-        "_source_wall": "wall clock of this process: restored sources start idling at restore(wall_s=)",
+        "_source_wall": "wall clock of this process: restored sources start idling with the next tick",
+        "_resuming": "set by restore: nothing released until the market is offered again",
         "_step_errors": "scratch of the snapshot in progress (reset by every snapshot)",
         "stats": "per-process counters (restart at 0; stats.released counts what recovery read)",
         "checkpoints": "the model checkpointer's queue (host side)", "enrichers": "wiring",
@@ -111,7 +112,8 @@ def test_restored_state_equals_the_original(fed: Any) -> None:
     KNOWN says is not checkpointed, the compiled rules and the pickled models."""
     restored = build_pipeline(OPTIONS)
     restore(restored, take(fed, partitions_of(fed), secret=SECRET), secret=SECRET)
-    not_compared = {"_heap", "stats", "_dirty", "ruleset", "_rules", "_eval_order", "ticks", "portfolios"}
+    not_compared = {"_heap", "stats", "_dirty", "ruleset", "_rules", "_eval_order", "ticks", "portfolios",
+                    "_resuming"}
     for attr, value in vars(fed).items():
         if attr not in not_compared:
             _same(value, getattr(restored, attr), attr, not_compared)

@@ -1,7 +1,7 @@
 """The worker's pipeline host: owns this worker's pure pipeline, feeds it, publishes its outputs.
 
-Inputs arrive from the input agents (positions and strategy stats, partitioned) and
-from the replicated market feed: a consumer outside the consumer group that reads
+Inputs arrive from the input agents (``streams.ingest``: positions and strategy stats,
+partitioned) and from the replicated market feed: a consumer outside the consumer group that reads
 every partition of ``mev.market.ticks``, so each worker holds the whole market state
 (DESIGN.md: market state every portfolio needs is replicated to every worker). On
 start the feed rewinds far enough in event time to refill the return windows.

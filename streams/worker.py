@@ -13,7 +13,7 @@ from streams.wiring import install_pipeline
 AGENT_MODULES = (streams.ingest, streams.notify, streams.host, streams.web)
 """Imported for their side effect: they register agents, tasks and views on ``app``."""
 
-install_pipeline()
+install_pipeline(streams.host.host)
 register_views(app, streams.host.host)
 
 __all__ = ["app"]

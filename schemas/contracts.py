@@ -2,9 +2,9 @@
 
 This module is the single source of truth for what upstream bots may publish.
 It is plain Python (no Faust) so the same checks run in the worker, in the
-offline replay and in the unit tests. ``schemas/records.py`` builds the Faust
-records from the validated dictionaries, and ``schemas/json/*.schema.json`` is
-exported from the specs here (``mevrisk schemas export``).
+offline replay and in the unit tests. The validated dictionaries go to the pipeline as
+they are, and ``schemas/json/*.schema.json`` is exported from the specs here
+(``mevrisk schemas export``).
 
 Conventions: times are event times in integer milliseconds since the Unix epoch
 (``ts_ms``); money is USD (``*_usd``); gas prices are gwei (``*_gwei``).

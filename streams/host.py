@@ -1,7 +1,7 @@
 """The worker's pipeline host: owns this worker's pure pipeline, feeds it, publishes its outputs.
 
-Inputs arrive from the input agents (positions and strategy stats, partitioned) and
-from the replicated market feed: a consumer outside the consumer group that reads
+Inputs arrive from the input agents (``streams.ingest``: positions and strategy stats,
+partitioned) and from the replicated market feed: a consumer outside the consumer group that reads
 every partition of ``mev.market.ticks``, so each worker holds the whole market state
 (DESIGN.md: market state every portfolio needs is replicated to every worker). On
 start the feed rewinds far enough in event time to refill the return windows.
@@ -16,6 +16,9 @@ state of its partitions at bar boundaries (``agents.state.take``, with the next 
 yet offered per partition, which it tracks), and ``recover`` restores the newest complete
 checkpoint and replays only the inputs after it (the market feed starts each ticks partition
 where the checkpoint left it); the model checkpoints are then off.
+
+The host's pipeline is built by ``streams.wiring`` (at start by ``streams.worker``, again on every
+rebuild); the reading of the topics that recovery needs is in ``streams.recovery``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from streams.sending import send_unless_stopping
 from streams.settings import get_settings
 from streams.supervision import crashed, register, supervised
 from streams.topics import MARKET_TICKS, contract_topic
+from streams.wiring import checkpoint_secret, install_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +142,10 @@ class PipelineHost:
 
     async def _recover(self, *, fresh: bool) -> None:
         if fresh:  # the pipeline holds state of an older assignment (or of a cancelled replay)
-            from streams.wiring import install_pipeline
-
             with contextlib.suppress(Exception):
                 await app.producer.flush()  # what the old pipeline sent is in the heads read next
             async with self._lock:
-                install_pipeline()
+                install_pipeline(host)
                 self._errors_exported = {}  # the new pipeline counts from zero; the counter goes on
         await recover()
 
@@ -359,7 +361,6 @@ async def recover() -> None:
     from streams.recovery import bootstrap_inputs, read_output_heads, schedule_operator_actions
     from streams.state_store import StatePublisher, state_checkpoint_ms
     from streams.topics import POSITIONS
-    from streams.wiring import checkpoint_secret
 
     settings = get_settings()
     started = time.monotonic()
@@ -443,7 +444,6 @@ async def _restore_state(bootstrap: str) -> Any:
     from agents.state import restore
     from streams.state_store import CHECKPOINTS, load_candidates, writer_id
     from streams.topics import STATE
-    from streams.wiring import install_pipeline
 
     if host.pipeline is None or host.assignment is None:
         return None
@@ -468,7 +468,7 @@ async def _restore_state(bootstrap: str) -> Any:
                       candidate.writer, exc)
             CHECKPOINTS.labels("refused").inc()
             async with host._lock:
-                install_pipeline()  # the refused restore may have installed part of it
+                install_pipeline(host)  # the refused restore may have installed part of it
                 _own(host.pipeline)
             continue
         CHECKPOINTS.labels("restored").inc()

@@ -1,11 +1,17 @@
-"""Builds this worker's pipeline and output publishers (small builders, STYLE 12)."""
+"""Builds this worker's pipeline and output publishers (small builders, STYLE 12).
+
+:func:`install_pipeline` installs them on the host it is given (``streams.host.host``); this
+module does not import ``streams.host``. The host imports it to rebuild its pipeline (after a
+rebalance, or a refused state checkpoint), so the imports go one way: host -> wiring.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Protocol
 
 from agents.admission import AdmissionLimits
 from agents.assembly import PipelineOptions, build_pipeline
 from agents.pipeline import RiskPipeline
-from streams.host import host
 from streams.model_store import CheckpointPublisher, owns_positions_partition
 from streams.settings import Settings, get_settings
 from streams.state_store import state_checkpoint_ms
@@ -17,6 +23,14 @@ from streams.topics import (
     models_topic,
     snapshots_topic,
 )
+
+
+class PipelineSlots(Protocol):
+    """What :func:`install_pipeline` sets on the host (``streams.host.PipelineHost``)."""
+
+    pipeline: Any
+    publishers: dict[str, Any]
+    checkpoints: Any
 
 
 def pipeline_options(settings: Settings) -> PipelineOptions:
@@ -40,8 +54,8 @@ def checkpoint_secret(settings: Settings) -> bytes | None:
     return settings.checkpoint_secret.get_secret_value().encode()
 
 
-def install_pipeline(settings: Settings | None = None) -> RiskPipeline:
-    """Give the host a fresh pipeline built from ``deploy/config`` and the output topics."""
+def install_pipeline(host: PipelineSlots, settings: Settings | None = None) -> RiskPipeline:
+    """Give ``host`` a fresh pipeline built from ``deploy/config`` and the output topics."""
     settings = settings or get_settings()
     host.publishers = {
         "risk.snapshots": snapshots_topic,

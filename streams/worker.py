@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import agents.ingest.agent
-import agents.notify.agent
 import streams.host
+import streams.ingest
+import streams.notify
 import streams.web
 from streams.api import register_views
 from streams.app import app
 from streams.wiring import install_pipeline
 
-AGENT_MODULES = (agents.ingest.agent, agents.notify.agent, streams.host, streams.web)
+AGENT_MODULES = (streams.ingest, streams.notify, streams.host, streams.web)
 """Imported for their side effect: they register agents, tasks and views on ``app``."""
 
-install_pipeline()
+install_pipeline(streams.host.host)
 register_views(app, streams.host.host)
 
 __all__ = ["app"]

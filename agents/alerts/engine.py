@@ -72,8 +72,8 @@ class AlertEngine:
 
     Public API: :meth:`evaluate`, :meth:`tick`, :meth:`acknowledge`, :meth:`resolve`,
     :meth:`add_silence`, :meth:`delete_silence`, :meth:`reload`, :meth:`alerts`,
-    :meth:`to_dict` / :meth:`from_dict`, :meth:`state_dict` / :meth:`load_state` /
-    :meth:`drain_dirty` (per-fingerprint persistence).
+    :meth:`to_dict` / :meth:`from_dict`, :meth:`load_state` (one fingerprint's state; the
+    state checkpoints of :mod:`agents.state` restore alert states through it).
     """
 
     def __init__(self, ruleset: RuleSet, *, fast_path: bool = True) -> None:
@@ -82,7 +82,6 @@ class AlertEngine:
         self._states: dict[str, AlertState] = {}
         self._active: dict[tuple[str, str], AlertState] = {}
         self._silences: dict[str, Silence] = {}
-        self._dirty: set[str] = set()
         self.evaluations = 0
         self.fallbacks = 0
         """Fast-path evaluations handed to the cel library (missing field, odd type...)."""
@@ -170,7 +169,6 @@ class AlertEngine:
                         "pending", ts_ms, rule.severity, ts_ms, channels=list(rule.channels))
         self._states[fp] = st
         self._active[(rule.name, entity_id)] = st
-        self._dirty.add(fp)
         return st
 
     def _capture(self, rule: Rule, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,7 +182,6 @@ class AlertEngine:
     def _observe(self, rule: Rule, st: AlertState, result: bool, context: Mapping[str, Any],
                  ts_ms: int, events: list[AlertEvent]) -> None:
         st.cursor_ms = max(st.cursor_ms, ts_ms)
-        self._dirty.add(st.fingerprint)
         if result:
             st.last_true_ms = ts_ms
             st.false_since_ms = None
@@ -255,7 +252,6 @@ class AlertEngine:
             if nxt is None or nxt[0] > now_ms:
                 break
             due, kind = nxt
-            self._dirty.add(st.fingerprint)
             if kind == "firing":
                 self._fire(rule, st, due, events)
             elif kind == "resolved":
@@ -296,7 +292,6 @@ class AlertEngine:
         self._states.pop(st.fingerprint, None)
         if self._active.get((st.rule, st.entity_id)) is st:
             del self._active[(st.rule, st.entity_id)]
-        self._dirty.add(st.fingerprint)
 
     # ------------------------------------------------------------------ suppression
 
@@ -331,10 +326,8 @@ class AlertEngine:
             if suppressed and not st.suppressed:
                 events.append(self._emit(rule, st, "silenced", ts_ms))
                 st.suppressed = True
-                self._dirty.add(st.fingerprint)
             elif not suppressed and st.suppressed:
                 st.suppressed = False
-                self._dirty.add(st.fingerprint)
                 if st.last_notified_ms is None or (
                         rule.cooldown_ms > 0 and not st.acknowledged
                         and ts_ms - st.last_notified_ms >= rule.cooldown_ms):
@@ -426,7 +419,6 @@ class AlertEngine:
             return events
         st.acknowledged, st.acknowledged_by = True, actor
         st.acknowledged_at_ms, st.ack_comment = ts_ms, comment
-        self._dirty.add(st.fingerprint)
         events.append(self._emit(rule, st, "acknowledged", ts_ms))
         return events
 
@@ -516,24 +508,13 @@ class AlertEngine:
         eng.evaluations = int(data.get("evaluations", 0))
         eng.late_dropped = int(data.get("late_dropped", 0))
         eng.errors = dict(data.get("errors", {}))
-        eng._dirty.clear()
         return eng
 
-    def state_dict(self, fp: str) -> dict[str, Any] | None:
-        st = self._states.get(fp)
-        return st.to_dict() if st is not None else None
-
     def load_state(self, d: Mapping[str, Any]) -> None:
-        """Restore one fingerprint's state (from a table); ignored if its rule changed."""
+        """Restore one fingerprint's state (an ``AlertState.to_dict()``); ignored if its rule changed."""
         st = AlertState.from_dict(dict(d))
         rule = self._rules.get(st.rule)
         if rule is None or rule.definition_hash != st.rule_hash:
             return
         self._states[st.fingerprint] = st
         self._active[(st.rule, st.entity_id)] = st
-
-    def drain_dirty(self) -> dict[str, dict[str, Any] | None]:
-        """Fingerprints changed since the last call, with their state (None = deleted)."""
-        out = {fp: self.state_dict(fp) for fp in sorted(self._dirty)}
-        self._dirty.clear()
-        return out

@@ -3,7 +3,7 @@
 Pure parts: :mod:`.config` (channels.yaml), :mod:`.router` (routing, grouping,
 digests, rate limits on event time), :mod:`.payloads` (request bodies). I/O:
 :mod:`.transports` (aiohttp, aiosmtplib) and :mod:`.delivery` (the dispatcher).
-The Faust wiring lives in the ``agent*.py`` modules.
+The Faust wiring lives in :mod:`streams.notify`; nothing here imports Faust.
 """
 
 from agents.notify.config import NotifyConfig, load_config, parse_config

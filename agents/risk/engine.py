@@ -14,7 +14,6 @@ See :mod:`agents.risk.var` for the quantile rule.
 from __future__ import annotations
 
 import math
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +31,6 @@ from agents.risk.health import StrategyHealth
 from agents.risk.market import GasState, LiquidityState
 from agents.risk.stress import Scenario, StressInputs, run_all
 
-STATE_FORMAT = "mevrisk.risk.engine/1"
 CONFIDENCES = (0.95, 0.975, 0.99)
 
 
@@ -448,17 +446,3 @@ class RiskEngine:
         (default: the watermark)."""
         now = now_ms if now_ms is not None else (self.watermark_ms or 0)
         return self.health.health(strategy, now)
-
-    # ---- checkpointing -------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Checkpoint: ``{"format", "payload"}`` with the pickled engine state."""
-        return {"format": STATE_FORMAT, "payload": pickle.dumps(self.__dict__, protocol=5)}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> RiskEngine:
-        """Rebuild an engine from :meth:`state_dict` output (trusted input only)."""
-        if state.get("format") != STATE_FORMAT:
-            raise RiskInputError(f"unknown risk engine state format {state.get('format')!r}")
-        engine = cls.__new__(cls)
-        engine.__dict__.update(pickle.loads(state["payload"]))
-        return engine

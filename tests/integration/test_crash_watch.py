@@ -103,7 +103,7 @@ def test_quiet(worker_watch, tmp_path):
 def test_a_crash_line_in_the_log_fails_the_test(stand_in: pytest.Pytester) -> None:
     result = _outcome(stand_in, """
 def test_crash_logged(worker_watch, tmp_path):
-    line = "[ERROR] [^---Agent*: agents.ingest.agent.apply_positions]: Crashed reason=RuntimeError('x')"
+    line = "[ERROR] [^---Agent*: streams.ingest.apply_positions]: Crashed reason=RuntimeError('x')"
     worker_watch.add(spawn(tmp_path, f"print({line!r}); " + SLEEP))
     time.sleep(1)
 """)

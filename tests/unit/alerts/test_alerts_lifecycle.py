@@ -9,7 +9,7 @@ import pytest
 
 from agents.alerts.engine import AlertEngine
 from agents.alerts.errors import AlertNotFoundError, AlertsError
-from agents.alerts.lifecycle import alert_id, fingerprint
+from agents.alerts.lifecycle import alert_id
 
 from .helpers import T0, M, S, engine, rule, ruleset, seq, snap
 
@@ -282,19 +282,6 @@ def test_state_round_trip_mid_sequence_gives_same_output() -> None:
     second = AlertEngine.from_dict(first.ruleset, dumped)
     part += _scenario(second, 57, 120)
     assert part == whole
-
-
-def test_per_fingerprint_state_round_trip() -> None:
-    eng = engine(rule(**{"for": "1m"}))
-    eng.evaluate("portfolio", "p1", snap(12_000), T0)
-    dirty = eng.drain_dirty()
-    assert list(dirty) == [fingerprint("BigVaR", {"alertname": "BigVaR", "portfolio": "p1"})]
-    fresh = AlertEngine(eng.ruleset)
-    for d in dirty.values():
-        assert d is not None
-        fresh.load_state(d)
-    assert seq(fresh.tick(T0 + 2 * M)) == seq(eng.tick(T0 + 2 * M)) == [("firing", 60_000, "high")]
-    assert eng.drain_dirty() != {}
 
 
 def test_ids_are_deterministic_functions_of_fingerprint_and_time() -> None:

@@ -152,18 +152,6 @@ def test_incremental_update_matches_full_recompute() -> None:
         assert fast == pytest.approx(eng.headline_var("pf", 0.99), rel=1e-9, abs=1e-9)
 
 
-def test_checkpoint_round_trip_continues_identically() -> None:
-    events = stream(150)
-    half = run(events[:300])
-    restored = RiskEngine.from_state(half.state_dict())
-    run(events[300:], half)
-    run(events[300:], restored)
-    assert json.dumps(half.snapshot("pf", 5), sort_keys=True) == json.dumps(
-        restored.snapshot("pf", 5), sort_keys=True)
-    with pytest.raises(RiskInputError):
-        RiskEngine.from_state({"format": "other"})
-
-
 def test_bad_inputs_raise_and_late_ticks_count() -> None:
     eng = run(stream(30))
     for bad in ({"kind": "price", "asset": "ETH", "ts_ms": 50_000, "price_usd": -1.0},

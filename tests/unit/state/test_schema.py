@@ -66,7 +66,6 @@ KNOWN: dict[str, dict[str, str]] = {
         "_states": "market + p<N> (by entity home)", "_active": "rebuilt by load_state",
         "_silences": "market", "errors": "market", "evaluations": "market", "fallbacks": "market",
         "last_error": "market", "late_dropped": "market",
-        "_dirty": "drain_dirty bookkeeping (per-fingerprint tables; unused by this checkpoint)",
         "ruleset": CONFIG, "_rules": CONFIG, "_order": CONFIG, "_paths": CONFIG, "_eval_order": CONFIG,
         "fast_path": CONFIG,
     },

@@ -1,4 +1,8 @@
-"""Input agents: validate every input message, DLQ the bad ones, hand good ones to the worker's pipeline."""
+"""Input agents: validate every input message, DLQ the bad ones, hand good ones to the worker's pipeline.
+
+The first stage of the data path (``streams`` package docstring): the good events go to
+``streams.host.host``; the bad ones to ``risk.dlq`` (``streams.dlq``).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """Thin wiring: ``risk.alerts`` -> the notification dispatcher, with a changelogged delivery ledger.
 
+The last stage of the data path (``streams`` package docstring). The dispatcher, router,
+ledger and transports are the pure core in :mod:`agents.notify`; this module holds only
+their Faust side (agent, table, tasks, timer).
+
 The ledger table is keyed by the alert fingerprint's raw bytes (``key_type=bytes``,
 ``use_partitioner=True``) so each entry's changelog lands in the partition of its
 ``risk.alerts`` record: the worker that owns an alert owns its delivery state, a restarted

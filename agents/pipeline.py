@@ -180,11 +180,12 @@ class RiskPipeline:
             self._home[("strategy", value["strategy"])] = partition
         if topic == "mev.market.ticks" and not self._market_seen():
             if wall_s is not None:
-                for waiting, seen in self._source_max.items():
-                    if seen is None or self._resuming:
-                        # expected partitions start their idle time with the market; after a
-                        # restore every source does (the wall time since the restore is recovery's)
-                        self._source_wall[waiting] = wall_s
+                for waiting in self._source_max:
+                    # every source starts its idle time with the market: expected partitions, those
+                    # the start-up replay offered, and after a restore the restored ones (the wall
+                    # time recovery spent before the ticks resume must not make them idle, or the
+                    # ticks alone would run the clock past their next events)
+                    self._source_wall[waiting] = wall_s
             self._resuming = False
         self._source_max[source] = max(ts, self._source_max.get(source) or ts)
         if wall_s is not None:

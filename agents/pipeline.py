@@ -620,15 +620,19 @@ def is_pipeline_chain(stream: str) -> bool:
     return stream == GLOBAL_CHAIN or stream.startswith(f"{GLOBAL_CHAIN}-p")
 
 
-def operator_actions(audit_records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def operator_actions(audit_records: Iterable[Mapping[str, Any]],
+                     orders: Iterable[int] | None = None) -> list[dict[str, Any]]:
     """The operator actions recorded on the pipeline's audit chains, as ``schedule_operator``
     takes them.
 
     Acknowledgements and manual resolutions are read from their alert events, commands
-    from controls whose actor is not a rule, silences from their own records.
+    from controls whose actor is not a rule, silences from their own records. ``orders``: each
+    record's offset on ``risk.audit`` (default: its position in ``audit_records``), the order
+    actions of the same event time are applied in.
     """
     actions: list[dict[str, Any]] = []
-    for order, record in enumerate(audit_records):
+    records = list(audit_records)
+    for order, record in zip(range(len(records)) if orders is None else orders, records, strict=True):
         if not is_pipeline_chain(str(record.get("stream"))):
             continue
         try:

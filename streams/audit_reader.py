@@ -1,4 +1,5 @@
-"""Reads the whole ``risk.audit`` topic (for ``mevrisk audit verify`` and restoring the chain head)."""
+"""Reads ``risk.audit``: whole (``mevrisk audit verify``), or its tail since a time (recovery after a
+restored state checkpoint)."""
 
 from __future__ import annotations
 
@@ -29,21 +30,33 @@ def _record(message: Any) -> dict[str, Any] | None:
 
 async def read_audit_topic(bootstrap: str, topic: str = AUDIT) -> list[dict[str, Any]]:
     """Every record of the audit topic in offset order (it has one partition)."""
+    return [record for _, record in await read_audit_entries(bootstrap, topic)]
+
+
+async def read_audit_entries(bootstrap: str, topic: str = AUDIT, since_ms: int | None = None
+                             ) -> list[tuple[int, dict[str, Any]]]:
+    """``(offset, record)`` of the audit topic in offset order: every one, or with ``since_ms`` only
+    those appended at or after that broker time (wall-clock ms; the topic uses LogAppendTime)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or {0})
         tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        records: list[dict[str, Any]] = []
-        remaining = [tp for tp in tps if end[tp] > 0]
+        start = await consumer.beginning_offsets(tps)
+        if since_ms is not None:  # asked before anything is assigned (else each waits behind a fetch)
+            found = await consumer.offsets_for_times({tp: max(0, since_ms) for tp in tps})
+            start = {tp: end[tp] if found[tp] is None else found[tp].offset for tp in tps}
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, start[tp])
+        entries: list[tuple[int, dict[str, Any]]] = []
+        remaining = [tp for tp in tps if end[tp] > start[tp]]
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000)
             for messages in batch.values():
-                records.extend(r for r in map(_record, messages) if r is not None)
+                entries.extend((m.offset, r) for m in messages if (r := _record(m)) is not None)
             remaining = [tp for tp in remaining if await consumer.position(tp) < end[tp]]
-        return records
+        return entries
     finally:
         await consumer.stop()

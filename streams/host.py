@@ -112,6 +112,8 @@ class PipelineHost:
         """Ticks partition -> offset the market feed starts at (from a restored checkpoint); None: rewind."""
         self.market_positioned = -1
         """The generation for which the market feed has positioned every ticks partition."""
+        self.restored_written_ms = -1
+        """Broker time (wall ms) the restored state checkpoint was written at; -1: none restored."""
         self._state_bucket: int | None = None
         self._state_slot = 0
         self._state_sending: asyncio.Future[None] | None = None
@@ -319,6 +321,11 @@ def _crash_on_failure(recovery: asyncio.Future[None]) -> None:
     crashed("recovery", error)
 
 
+AUDIT_LOOKBACK_MS = 300_000
+"""After a state restore, ``risk.audit`` is read from this long before the checkpoint was written
+(wall ms): an operator action audited earlier is in the restored state (the take runs after the
+action's pipeline call; the margin covers writes in flight and silences followed late)."""
+
 host = PipelineHost()
 register("recovery")
 
@@ -378,6 +385,7 @@ async def recover() -> None:
     secret = checkpoint_secret(settings)
     host.state_ms, host.state_secret = state_checkpoint_ms(settings), secret
     host.next_offsets, host.market_start, host._state_bucket = {}, None, None
+    host.restored_written_ms = -1
     if settings.state_checkpoint_secs > 0 and secret is None:
         log.warning("MEVRISK_CHECKPOINT_SECRET is not set: state checkpoints are off")
     if host.state_ms and host.state_publisher is None:
@@ -406,8 +414,10 @@ async def recover() -> None:
     host.heads = await read_output_heads(settings.kafka_bootstrap_servers)
     phase("output_heads")
     if host.pipeline is not None and not host.heads.empty:
-        await schedule_operator_actions(settings.kafka_bootstrap_servers, host.pipeline,
-                                        restored=report is not None)
+        await schedule_operator_actions(
+            settings.kafka_bootstrap_servers, host.pipeline, restored=report is not None,
+            since_ms=(host.restored_written_ms - AUDIT_LOOKBACK_MS
+                      if report is not None and host.restored_written_ms >= 0 else None))
     phase("audit")
     if report is None:  # state checkpoints on: only the owned partitions, from their beginning
         replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay,
@@ -472,6 +482,7 @@ async def _restore_state(bootstrap: str) -> Any:
                 _own(host.pipeline)
             continue
         CHECKPOINTS.labels("restored").inc()
+        host.restored_written_ms = candidate.written_ms
         log.warning("recovery: state checkpoint as_of_ms=%d of %s: %s read in %.1fs, restored in %.1fs",
                     candidate.as_of_ms, candidate.writer, STATE, read_s, time.monotonic() - started)
         # the next take writes the other slot: the one restored from stays whole until it is done

@@ -176,17 +176,21 @@ async def read_output_heads(bootstrap: str) -> OutputHeads:
     return heads
 
 
-async def schedule_operator_actions(bootstrap: str, pipeline: Any, *, restored: bool = False) -> int:
+async def schedule_operator_actions(bootstrap: str, pipeline: Any, *, restored: bool = False,
+                                    since_ms: int | None = None) -> int:
     """Queue the operator actions recorded on ``risk.audit`` so the replay re-applies them.
 
     ``restored``: the pipeline holds a restored state checkpoint; an action whose audit record is
     below its chain's restored head is already in that state, and one already queued in it (restored
-    with the buffered events) is not queued twice."""
+    with the buffered events) is not queued twice. ``since_ms``: read only the records appended
+    since this broker time (those before are in the restored state), so the read does not grow
+    with the topic's history."""
     from agents.pipeline import OPERATOR, operator_actions
-    from streams.audit_reader import read_audit_topic
+    from streams.audit_reader import read_audit_entries
 
-    records = await read_audit_topic(bootstrap)
-    actions = operator_actions(records)
+    entries = await read_audit_entries(bootstrap, since_ms=since_ms)
+    by_offset = dict(entries)
+    actions = operator_actions([r for _, r in entries], orders=[o for o, _ in entries])
     if restored:
         def bare(action: dict[str, Any]) -> dict[str, Any]:
             return {k: v for k, v in action.items() if k != "audit_order"}
@@ -194,7 +198,7 @@ async def schedule_operator_actions(bootstrap: str, pipeline: Any, *, restored: 
         queued = [bare(value) for _, _, _, topic, value in pipeline._heap if topic == OPERATOR]
 
         def covered(action: dict[str, Any]) -> bool:
-            record = records[action["audit_order"]]
+            record = by_offset[action["audit_order"]]
             chain = pipeline.audits.get(str(record.get("stream")))
             seq = record.get("seq")
             if chain is not None and isinstance(seq, int) and seq < chain.next_seq:

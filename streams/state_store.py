@@ -144,11 +144,17 @@ class Candidate:
     writer: str
     slot: int
     blobs: dict[str, bytes] = field(default_factory=dict)
+    written_ms: int = -1
+    """Broker (append) time of the set's index record, wall-clock ms; -1: unknown."""
 
 
-async def read_state(bootstrap: str) -> dict[str, tuple[int | None, bytes | None]]:
-    """The last record of each key of ``risk.state``: ``key -> (as_of_ms header, value)``."""
-    latest: dict[str, tuple[int | None, bytes | None]] = {}
+StateRecords = dict[str, tuple[int | None, bytes | None, int]]
+"""The last record of each key of ``risk.state``: ``key -> (as_of_ms header, value, broker time ms)``."""
+
+
+async def read_state(bootstrap: str) -> StateRecords:
+    """The last record of each key of ``risk.state`` (what compaction keeps)."""
+    latest: StateRecords = {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=STATE_MAX_MESSAGE_BYTES + 1_048_576,
                                 fetch_max_bytes=2 * STATE_MAX_MESSAGE_BYTES)
@@ -160,7 +166,7 @@ async def read_state(bootstrap: str) -> dict[str, tuple[int | None, bytes | None
                 with contextlib.suppress(ValueError, TypeError, AttributeError):
                     as_of = int(value.decode())
         if message.key is not None:
-            latest[message.key.decode(errors="replace")] = (as_of, message.value)
+            latest[message.key.decode(errors="replace")] = (as_of, message.value, int(message.timestamp))
 
     await consumer.start()
     try:
@@ -175,14 +181,13 @@ async def read_state(bootstrap: str) -> dict[str, tuple[int | None, bytes | None
     return latest
 
 
-def candidates(records: dict[str, tuple[int | None, bytes | None]], app_id: str,
-               partitions: Iterable[int]) -> list[Candidate]:
+def candidates(records: StateRecords, app_id: str, partitions: Iterable[int]) -> list[Candidate]:
     """Complete sets covering ``partitions`` (market + one blob per partition), newest first.
     Index records are unauthenticated: a malformed one is skipped (the blobs are verified later)."""
     wanted = sorted(partitions)
     found: list[Candidate] = []
     prefix = f"{app_id}:"
-    for key, (_, value) in records.items():
+    for key, (_, value, written_ms) in records.items():
         if not key.startswith(prefix) or value is None:
             continue
         parts = key[len(prefix):].split(":")
@@ -196,12 +201,12 @@ def candidates(records: dict[str, tuple[int | None, bytes | None]], app_id: str,
                 continue
             blobs = {}
             for k in needed:
-                blob_as_of, blob = records.get(keys[k], (None, None))
+                blob_as_of, blob, _ = records.get(keys[k], (None, None, -1))
                 if blob_as_of != as_of or blob is None:
                     break  # overwritten by a later take, or never written: this set is not whole
                 blobs[k] = blob
             else:
-                found.append(Candidate(as_of, parts[0], int(parts[2]), blobs))
+                found.append(Candidate(as_of, parts[0], int(parts[2]), blobs, written_ms))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             continue
     return sorted(found, key=lambda c: c.as_of_ms, reverse=True)

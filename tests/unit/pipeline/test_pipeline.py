@@ -132,6 +132,13 @@ def test_operator_actions_replay_from_the_audit_trail(events) -> None:
     again = _run(replayed, events)
     assert [v for t, _, v in again if t == "risk.audit"] == audit
     assert [v for t, _, v in again if t == "risk.alerts"] == [v for t, _, v in outputs if t == "risk.alerts"]
+    # read back from an offset on (recovery after a state restore): ordered by their offsets
+    offsets = [1_000 + 3 * i for i in range(len(audit))]
+    tail = operator_actions(audit[2:], orders=offsets[2:])
+    assert [a["audit_order"] for a in tail] == [offsets[i] for i in range(2, len(audit))
+                                                 if operator_actions([audit[i]])]
+    assert [a["kind"] for a in tail] == [a["kind"] for a in operator_actions(audit)
+                                         if a["audit_order"] >= 2]
 
 
 def _partitioned(events: list[tuple[str, dict]]) -> Iterator[tuple[str, dict, int]]:

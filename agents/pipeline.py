@@ -139,6 +139,11 @@ class RiskPipeline:
     """Caps on distinct portfolios, strategies and assets (``agents.admission``)."""
     max_skip_bars: int = 1_000
     """An empty stretch longer than this many bars is crossed in O(1) (first and last bars close)."""
+    checkpoint_ms: int = 0
+    """Event-time ms between aligned state checkpoints; 0: none (offline replay). The clock stops
+    once at one millisecond before each multiple (``checkpoint_due`` is set; :meth:`resume` goes on)
+    so that every worker's checkpoint describes the same instant and the partitions of several
+    workers' checkpoints can be restored together. The outputs do not depend on it."""
 
     def __post_init__(self) -> None:
         self._heap: list[tuple[int, int, bytes, str, dict[str, Any]]] = []
@@ -149,6 +154,11 @@ class RiskPipeline:
         self._resuming = False
         """Set by ``agents.state.restore``: nothing is released until the market is offered again,
         and then every source starts its idle time (as at a cold start)."""
+        self.checkpoint_due: int | None = None
+        """The clock stopped here (a multiple of ``checkpoint_ms`` less 1 ms): take the checkpoint,
+        then call :meth:`resume`."""
+        self._held: int | None = None  # the watermark the stop held back
+        self._stopped_for = -1  # the last checkpoint multiple the clock stopped for
         self._dirty: set[str] = set()
         self._sources: dict[str, SourceHealth] = {}
         self._strategies: set[str] = set()
@@ -251,10 +261,35 @@ class RiskPipeline:
         """Release everything buffered and close the bar in progress (end of an offline replay)."""
         if self._max_ts is None:
             return []
-        return self._release(self._max_ts)
+        out = self._release(self._max_ts)
+        while self.checkpoint_due is not None:
+            out.extend(self.resume())
+        return out
+
+    def resume(self) -> list[Output]:
+        """After the checkpoint at ``checkpoint_due``: release what the stop held back (which may stop
+        at the next checkpoint time again)."""
+        self.checkpoint_due = None
+        held, self._held = self._held, None
+        return [] if held is None or held <= (self._clock or 0) else self._release(held)
 
     # ---- event-time machinery ------------------------------------------------
+    def _stop_before(self, watermark: int) -> int | None:
+        """The checkpoint instant (a multiple less 1 ms) the clock must stop at on its way to
+        ``watermark``, if it crosses one it has not stopped for yet."""
+        if not self.checkpoint_ms or self._clock is None:
+            return None
+        multiple = (self._clock // self.checkpoint_ms + 1) * self.checkpoint_ms
+        if multiple > watermark or multiple <= self._stopped_for:
+            return None
+        self._stopped_for = multiple
+        return multiple - 1
+
     def _release(self, watermark: int) -> list[Output]:
+        stop = self._stop_before(watermark)
+        if stop is not None:
+            self._held = max(watermark, self._held or watermark)
+            watermark = stop
         out: list[Output] = []
         while self._heap and self._heap[0][0] <= watermark:
             ts, _, _, topic, value = heapq.heappop(self._heap)
@@ -262,6 +297,8 @@ class RiskPipeline:
             self._apply(topic, value, out)
             self.stats.released += 1
         self._advance_clock(watermark, out)
+        if stop is not None:
+            self.checkpoint_due = stop
         return out
 
     def _advance_clock(self, to_ms: int, out: list[Output]) -> None:

@@ -114,7 +114,6 @@ class PipelineHost:
         """The generation for which the market feed has positioned every ticks partition."""
         self.restored_written_ms = -1
         """Broker time (wall ms) the restored state checkpoint was written at; -1: none restored."""
-        self._state_bucket: int | None = None
         self._state_slot = 0
         self._state_sending: asyncio.Future[None] | None = None
 
@@ -181,30 +180,35 @@ class PipelineHost:
             outputs = self.pipeline.offer(topic, value, partition, self.last_input_wall)
             if offset is not None:
                 self.next_offsets[(topic, partition)] = offset + 1
-            taken = await self._take_state_if_due()
+            taken = await self._take_state_if_due(outputs)
         await self.publish(outputs)
         self._send_state(taken)
 
-    async def _take_state_if_due(self) -> tuple[dict[str, bytes], int, frozenset[int], bool] | None:
-        """Under the lock, after a pipeline call: take a state checkpoint when the watermark crossed
-        a multiple of ``state_ms`` (``agents.state.take`` runs in a thread, the lock held: nothing
-        changes the pipeline meanwhile, and the event loop keeps serving)."""
+    async def _take_state_if_due(self, outputs: list[tuple[str, str, dict[str, Any]]]
+                                 ) -> tuple[dict[str, bytes], int, frozenset[int], bool] | None:
+        """Under the lock, after a pipeline call: when the pipeline's clock stopped at a checkpoint
+        instant (``RiskPipeline.checkpoint_due``, one millisecond before each multiple of
+        ``state_ms``, the same instant on every worker), take the state checkpoint there
+        (``agents.state.take`` runs in a thread, the lock held: nothing changes the pipeline
+        meanwhile, and the event loop keeps serving), then resume the pipeline, adding what it
+        releases to ``outputs``. At most one take per call; further stops are resumed untaken."""
         pipeline = self.pipeline
-        if (not self.state_ms or pipeline is None or self.assignment is None or not self.ready.is_set()
+        taken = None
+        while pipeline is not None and getattr(pipeline, "checkpoint_due", None) is not None:
+            if taken is None:
+                taken = await self._take(pipeline)
+            outputs.extend(pipeline.resume())
+        return taken
+
+    async def _take(self, pipeline: Any) -> tuple[dict[str, bytes], int, frozenset[int], bool] | None:
+        if (not self.state_ms or self.assignment is None or not self.ready.is_set()
                 or self.market_positioned != self.generation or self.state_secret is None):
             return None
-        bucket = pipeline.watermark_ms // self.state_ms
-        if self._state_bucket is None or bucket < self._state_bucket:
-            self._state_bucket = bucket
-            return None
-        if bucket == self._state_bucket:
-            return None
-        self._state_bucket = bucket
         from streams.state_store import CHECKPOINTS, TAKE_SECONDS
 
         if self._state_sending is not None and not self._state_sending.done():
-            log.warning("state checkpoint skipped at watermark %d: the previous one is still being "
-                        "written", pipeline.watermark_ms)
+            log.warning("state checkpoint skipped at %d: the previous one is still being written",
+                        pipeline.checkpoint_due)
             CHECKPOINTS.labels("skipped").inc()
             return None
         from agents.state import take
@@ -215,10 +219,10 @@ class PipelineHost:
         elapsed = time.perf_counter() - started
         TAKE_SECONDS.set(elapsed)
         CHECKPOINTS.labels("taken").inc()
-        as_of = getattr(pipeline, "_clock", None)
+        as_of = pipeline.checkpoint_due
         log.info("state checkpoint as_of_ms=%s partitions=%s bytes=%d taken in %.0f ms", as_of,
                  sorted(self.assignment), sum(len(b) for b in blobs.values()), elapsed * 1000)
-        return blobs, -1 if as_of is None else int(as_of), self.assignment, bool(pipeline.leader)
+        return blobs, int(as_of), self.assignment, bool(pipeline.leader)
 
     def _send_state(self, taken: tuple[dict[str, bytes], int, frozenset[int], bool] | None) -> None:
         """Write a taken checkpoint in the background (blobs, then the index naming them)."""
@@ -229,6 +233,9 @@ class PipelineHost:
 
         async def send() -> None:
             try:
+                # the outputs released before the checkpoint instant are durable before the checkpoint
+                # is: a restore from it never regenerates them
+                await app.producer.flush()
                 await self.state_publisher.publish(blobs, as_of_ms=as_of, partitions=partitions,
                                                    leader=leader, slot=slot)
             except Exception as exc:  # the previous checkpoint (or the replay) still recovers
@@ -247,7 +254,7 @@ class PipelineHost:
             return
         async with self._lock:
             outputs = self.pipeline.poll(time.monotonic())
-            taken = await self._take_state_if_due()
+            taken = await self._take_state_if_due(outputs)
         await self.publish(outputs)
         self._send_state(taken)
 
@@ -260,7 +267,7 @@ class PipelineHost:
             return
         async with self._lock:
             outputs = self.pipeline.heartbeat(self.last_event_ts_ms + int(idle * 1000))
-            taken = await self._take_state_if_due()
+            taken = await self._take_state_if_due(outputs)
         await self.publish(outputs)
         self._send_state(taken)
 
@@ -384,7 +391,7 @@ async def recover() -> None:
         log.info("recovering for %s partitions %s", POSITIONS, sorted(host.assignment))
     secret = checkpoint_secret(settings)
     host.state_ms, host.state_secret = state_checkpoint_ms(settings), secret
-    host.next_offsets, host.market_start, host._state_bucket = {}, None, None
+    host.next_offsets, host.market_start = {}, None
     host.restored_written_ms = -1
     if settings.state_checkpoint_secs > 0 and secret is None:
         log.warning("MEVRISK_CHECKPOINT_SECRET is not set: state checkpoints are off")

@@ -181,11 +181,19 @@ async def read_state(bootstrap: str) -> StateRecords:
     return latest
 
 
-def candidates(records: StateRecords, app_id: str, partitions: Iterable[int]) -> list[Candidate]:
-    """Complete sets covering ``partitions`` (market + one blob per partition), newest first.
-    Index records are unauthenticated: a malformed one is skipped (the blobs are verified later)."""
-    wanted = sorted(partitions)
-    found: list[Candidate] = []
+@dataclass
+class _WrittenSet:
+    as_of_ms: int
+    writer: str
+    slot: int
+    blobs: dict[str, bytes]
+    written_ms: int
+
+
+def _complete_sets(records: StateRecords, app_id: str) -> list[_WrittenSet]:
+    """Every set whose index names blobs that are all there with its ``as_of_ms``. Index records are
+    unauthenticated: a malformed one is skipped (the blobs are verified at restore)."""
+    found: list[_WrittenSet] = []
     prefix = f"{app_id}:"
     for key, (_, value, written_ms) in records.items():
         if not key.startswith(prefix) or value is None:
@@ -196,20 +204,56 @@ def candidates(records: StateRecords, app_id: str, partitions: Iterable[int]) ->
         try:
             index = orjson.loads(value)
             as_of, keys = int(index["as_of_ms"]), index["keys"]
-            needed = ["market", *(f"p{p}" for p in wanted)]
-            if not isinstance(keys, dict) or not all(isinstance(keys.get(k), str) for k in needed):
+            if not isinstance(keys, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in keys.items()):
                 continue
             blobs = {}
-            for k in needed:
-                blob_as_of, blob, _ = records.get(keys[k], (None, None, -1))
+            for name, record in keys.items():
+                blob_as_of, blob, _ = records.get(record, (None, None, -1))
                 if blob_as_of != as_of or blob is None:
                     break  # overwritten by a later take, or never written: this set is not whole
-                blobs[k] = blob
+                blobs[name] = blob
             else:
-                found.append(Candidate(as_of, parts[0], int(parts[2]), blobs, written_ms))
+                found.append(_WrittenSet(as_of, parts[0], int(parts[2]), blobs, written_ms))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             continue
-    return sorted(found, key=lambda c: c.as_of_ms, reverse=True)
+    return found
+
+
+def candidates(records: StateRecords, app_id: str, partitions: Iterable[int]) -> list[Candidate]:
+    """Checkpoints covering ``partitions`` (market + one blob per partition), newest first.
+
+    Every worker takes its checkpoints at the same instants (one millisecond before each multiple of
+    the interval: ``RiskPipeline.checkpoint_ms``), so the complete sets of several writers with the
+    same ``as_of_ms`` combine: a worker taking over a dead peer's partitions restores them from the
+    peer's set and its own from its own. Each partition blob comes from the newest-written set that
+    has it; the market blob from the set that gave ``p0`` when partition 0 is wanted (the leader's,
+    with the global audit chain), else from any."""
+    wanted = sorted(partitions)
+    by_as_of: dict[int, list[_WrittenSet]] = {}
+    for written in _complete_sets(records, app_id):
+        by_as_of.setdefault(written.as_of_ms, []).append(written)
+    found: list[Candidate] = []
+    for as_of in sorted(by_as_of, reverse=True):
+        sets = sorted(by_as_of[as_of], key=lambda w: w.written_ms, reverse=True)
+        used: dict[str, _WrittenSet] = {}
+        for p in wanted:
+            source = next((w for w in sets if f"p{p}" in w.blobs), None)
+            if source is None:
+                break
+            used[f"p{p}"] = source
+        else:
+            market = used["p0"] if 0 in wanted else next((w for w in sets if "market" in w.blobs), None)
+            if market is None or "market" not in market.blobs:
+                continue
+            used["market"] = market
+            writers = sorted({w.writer for w in used.values()})
+            single = len(writers) == 1
+            found.append(Candidate(
+                as_of, "+".join(writers), market.slot if single else -1,
+                {key: w.blobs[key] for key, w in used.items()},
+                min(w.written_ms for w in used.values())))
+    return found
 
 
 async def load_candidates(bootstrap: str, app_id: str, partitions: Iterable[int]) -> list[Candidate]:

@@ -66,6 +66,7 @@ def install_pipeline(host: PipelineSlots, settings: Settings | None = None) -> R
     }
     pipeline = build_pipeline(pipeline_options(settings))
     pipeline.idle_source_secs = settings.idle_source_secs
+    pipeline.checkpoint_ms = state_checkpoint_ms(settings)  # the clock stops at each checkpoint instant
     host.pipeline = pipeline
     secret = checkpoint_secret(settings)
     host.checkpoints = (CheckpointPublisher(models_topic, owns_positions_partition, secret)

@@ -3,27 +3,29 @@
 On only when ``MEVRISK_STATE_CHECKPOINT_SECS`` > 0 and ``MEVRISK_CHECKPOINT_SECRET`` is set
 (:func:`state_checkpoint_ms`); otherwise recovery replays the retained inputs as before.
 
-Writing. Every ``state_checkpoint_secs`` of event time (the watermark crossing a multiple, after a
-pipeline call) the host takes the pipeline's state for the partitions it owns
-(:func:`agents.state.take`, under the host lock) with, per input ``(topic, partition)``, the next
-offset not yet offered, and :class:`StatePublisher` writes each blob as one record of the compacted
-topic ``risk.state``, then, once every blob is acknowledged, a small index record naming them::
+Writing. The pipeline's clock stops once one millisecond before each multiple of
+``state_checkpoint_secs`` of event time (``RiskPipeline.checkpoint_ms``): the same instant on every
+worker. There the host takes the state of the partitions it owns (:func:`agents.state.take`,
+under the host lock) with, per input ``(topic, partition)``, the next offset not yet offered, and
+:class:`StatePublisher` writes each blob as one record of the compacted topic ``risk.state``,
+then, once every blob is acknowledged, a small index record naming them::
 
     <app>:<writer>:<key>:<slot>     a sealed blob (key market or p<N>), header as_of_ms
     <app>:<writer>:index:<slot>     {"as_of_ms", "partitions", "leader", "keys": {key: record key}}
 
 ``writer`` names the assignment of the worker that took it (``w0-1-2-3``): each worker writes its own
 market blob, and the market blob of the owner of partition 0 (the leader) is the only one with the
-global audit chain ``risk``; a set written by a worker owning partition 0 therefore always carries it.
-``slot`` alternates 0/1 between takes, so compaction keeps the last two complete sets: a worker
-killed while writing one leaves the previous one whole (its index names blobs of another as_of, so
-the half-written set is never picked).
+global audit chain ``risk``. ``slot`` alternates 0/1 between takes, so compaction keeps the last two
+complete sets of each writer: a worker killed while writing one leaves the previous one whole (its
+index names blobs of another as_of, so the half-written set is never picked).
 
 Reading (once per recovery, before the replay). The whole topic is read, keeping the last record
-of each key (what compaction keeps). The candidates are the index records whose partitions include
-every partition this worker owns and whose blobs are all there with the index's ``as_of_ms``,
-newest first. The blobs are authenticated and decoded by :func:`agents.state.restore`; a refused
-one (forged, malformed, oversized, other version, inconsistent) is logged and counted
+of each key (what compaction keeps). A set is complete when its index's blobs are all there with
+the index's ``as_of_ms``. Complete sets of the same ``as_of_ms`` (the same instant, whoever wrote
+them) combine (:func:`candidates`): a restarted worker finds its own; a worker that took over a dead
+peer's partitions restores them from the peer's set and its own from its own. The blobs are
+authenticated and decoded by :func:`agents.state.restore`; a refused one (forged, malformed,
+oversized, other version, inconsistent) is logged and counted
 (``mevrisk_state_checkpoints_total{outcome="refused"}``) and the next candidate is tried on a fresh
 pipeline; with none usable, recovery replays the retained inputs (``outcome="none"``).
 """

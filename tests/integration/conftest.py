@@ -451,7 +451,14 @@ def wait_idle(env: Env, outputs: list[str], timeout: float = 120, settle_s: floa
         return all(committed.get(tp, 0) >= end for tp, end in ends.items()
                    if tp.topic != env.topic("mev.market.ticks") or tp.topic in grouped)
 
-    wait_until(committed_all, timeout, "the workers to commit every input record")
+    try:
+        wait_until(committed_all, timeout, "the workers to commit every input record")
+    except AssertionError as exc:
+        committed = run(committed_offsets(env.bootstrap, f"{env.prefix}app"))
+        ends = run(end_offsets(env.bootstrap, inputs))
+        behind = {f"{tp.topic}[{tp.partition}]": (committed.get(tp), end) for tp, end in sorted(ends.items())
+                  if committed.get(tp, 0) < end}
+        raise AssertionError(f"{exc}; (committed, end) where behind: {behind}") from None
     last = run(end_offsets(env.bootstrap, topics))
 
     def settled() -> dict[TopicPartition, int] | None:

@@ -555,6 +555,16 @@ async def replicate_market_feed() -> None:
             await consumer.stop()
 
 
+@app.on_before_shutdown.connect
+async def stop_state_publisher(sender: Any, **_: Any) -> None:
+    """Let a state checkpoint being written finish (at most 10 s), then close its producer."""
+    if host._state_sending is not None and not host._state_sending.done():
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(host._state_sending), timeout=10)
+    if host.state_publisher is not None:
+        await host.state_publisher.stop()
+
+
 @app.on_partitions_assigned.connect
 async def on_partitions_assigned(sender: Any, assigned: set[TopicPartition], **_: Any) -> None:
     """Tell the host which input partitions are now this worker's (may rebuild its pipeline)."""

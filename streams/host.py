@@ -112,6 +112,9 @@ class PipelineHost:
         """Ticks partition -> offset the market feed starts at (from a restored checkpoint); None: rewind."""
         self.market_positioned = -1
         """The generation for which the market feed has positioned every ticks partition."""
+        self.state_follower: Any = None
+        """``streams.state_store.StateFollower``: this worker's warm copy of every partition's latest
+        state checkpoint (standby, ``MEVRISK_STANDBY_REPLICAS``); None: recovery reads ``risk.state``."""
         self.restored_written_ms = -1
         """Broker time (wall ms) the restored state checkpoint was written at; -1: none restored."""
         self._state_slot = 0
@@ -465,8 +468,9 @@ async def _restore_state(bootstrap: str) -> Any:
     if host.pipeline is None or host.assignment is None:
         return None
     started = time.monotonic()
+    warm = host.state_follower is not None and host.state_follower.caught_up.is_set()
     try:
-        found = await load_candidates(bootstrap, app.conf.id, host.assignment)
+        found = await load_candidates(bootstrap, app.conf.id, host.assignment, warm=host.state_follower)
     except Exception as exc:  # unreadable topic: the retained inputs still rebuild the state
         log.error("state checkpoints not read: %r", exc)
         found = []
@@ -490,8 +494,9 @@ async def _restore_state(bootstrap: str) -> Any:
             continue
         CHECKPOINTS.labels("restored").inc()
         host.restored_written_ms = candidate.written_ms
-        log.warning("recovery: state checkpoint as_of_ms=%d of %s: %s read in %.1fs, restored in %.1fs",
-                    candidate.as_of_ms, candidate.writer, STATE, read_s, time.monotonic() - started)
+        log.warning("recovery: state checkpoint as_of_ms=%d of %s: %s %s in %.1fs, restored in %.1fs",
+                    candidate.as_of_ms, candidate.writer, STATE, "from the warm copy" if warm else "read",
+                    read_s, time.monotonic() - started)
         # the next take writes the other slot: the one restored from stays whole until it is done
         host._state_slot = candidate.slot ^ 1 if candidate.writer == writer_id(host.assignment) else 0
         return report
@@ -553,6 +558,27 @@ async def replicate_market_feed() -> None:
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
+
+
+@app.task
+async def follow_state_checkpoints() -> None:
+    """Standby: keep a warm copy of every partition's latest state checkpoint (``risk.state``) when
+    ``MEVRISK_STANDBY_REPLICAS`` >= 1 and state checkpoints are on; a takeover restores from it.
+    A failure only costs the copy (recovery then reads the topic): logged, and followed again."""
+    from streams.state_store import StateFollower, state_checkpoint_ms
+
+    settings = get_settings()
+    if settings.standby_replicas < 1 or not state_checkpoint_ms(settings):
+        return
+    while True:
+        follower = StateFollower(settings.kafka_bootstrap_servers)
+        host.state_follower = follower
+        try:
+            await follower.run()
+        except Exception as exc:
+            host.state_follower = None
+            log.warning("state: the warm copy of the checkpoints stopped (%r); following again in 5 s", exc)
+            await asyncio.sleep(5.0)
 
 
 @app.on_before_shutdown.connect

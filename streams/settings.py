@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     idle_source_secs: float = 5.0
     """Wall seconds after which a silent input partition stops holding the watermark back."""
     snapshot_coalesce_ms: int = 250
+    standby_replicas: int = 0
+    """1 or more: every worker keeps a warm in-memory copy of every partition's latest state checkpoint
+    (follows ``risk.state``), so a takeover restores without reading the topic; 0: read at recovery."""
     model_checkpoint_secs: float = 300.0
     """Seconds of event time between checkpoints of the online models to ``risk.models``; 0: none."""
     model_restore: bool = True

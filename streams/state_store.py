@@ -154,6 +154,17 @@ StateRecords = dict[str, tuple[int | None, bytes | None, int]]
 """The last record of each key of ``risk.state``: ``key -> (as_of_ms header, value, broker time ms)``."""
 
 
+def _keep_latest(records: StateRecords, message: Any) -> None:
+    """Keep ``message`` as its key's last record (what compaction keeps)."""
+    as_of = None
+    for name, value in message.headers or ():
+        if name == "as_of_ms":
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                as_of = int(value.decode())
+    if message.key is not None:
+        records[message.key.decode(errors="replace")] = (as_of, message.value, int(message.timestamp))
+
+
 async def read_state(bootstrap: str) -> StateRecords:
     """The last record of each key of ``risk.state`` (what compaction keeps)."""
     latest: StateRecords = {}
@@ -162,13 +173,7 @@ async def read_state(bootstrap: str) -> StateRecords:
                                 fetch_max_bytes=2 * STATE_MAX_MESSAGE_BYTES)
 
     def keep(message: Any) -> None:
-        as_of = None
-        for name, value in message.headers or ():
-            if name == "as_of_ms":
-                with contextlib.suppress(ValueError, TypeError, AttributeError):
-                    as_of = int(value.decode())
-        if message.key is not None:
-            latest[message.key.decode(errors="replace")] = (as_of, message.value, int(message.timestamp))
+        _keep_latest(latest, message)
 
     await consumer.start()
     try:
@@ -258,10 +263,55 @@ def candidates(records: StateRecords, app_id: str, partitions: Iterable[int]) ->
     return found
 
 
-async def load_candidates(bootstrap: str, app_id: str, partitions: Iterable[int]) -> list[Candidate]:
+async def load_candidates(bootstrap: str, app_id: str, partitions: Iterable[int],
+                          warm: StateFollower | None = None) -> list[Candidate]:
+    """The candidates for ``partitions``: from the warm copy when this worker keeps one and it has
+    caught up (standby), else read from the topic."""
     started = time.monotonic()
-    records = await read_state(bootstrap)
+    standby = warm is not None and warm.caught_up.is_set()
+    records = dict(warm.records) if standby and warm is not None else await read_state(bootstrap)
     found = candidates(records, app_id, partitions)
-    log.info("state: %d complete checkpoint sets for partitions %s among %d records of %s in %.0f ms",
-             len(found), sorted(partitions), len(records), STATE, (time.monotonic() - started) * 1000)
+    log.info("state: %d complete checkpoint sets for partitions %s among %d records of %s (%s) in %.0f ms",
+             len(found), sorted(partitions), len(records), STATE, "warm copy" if standby else "read",
+             (time.monotonic() - started) * 1000)
     return found
+
+
+class StateFollower:
+    """A standby's warm copy of ``risk.state`` (``MEVRISK_STANDBY_REPLICAS`` >= 1): the last record of
+    each key, read from the beginning and then followed as workers write, so a worker taking over a
+    dead peer's partitions finds the peer's newest checkpoint in memory instead of reading the topic.
+    Every worker follows every partition's checkpoints (the topic is compacted: two sets per writer)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.records: StateRecords = {}
+        self.caught_up = asyncio.Event()
+        """Set once the copy holds everything the topic held when following started."""
+
+    async def run(self) -> None:
+        """Follow the topic until cancelled."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    max_partition_fetch_bytes=STATE_MAX_MESSAGE_BYTES + 1_048_576,
+                                    fetch_max_bytes=2 * STATE_MAX_MESSAGE_BYTES)
+        await consumer.start()
+        try:
+            tps = await _partitions(consumer, STATE)
+            while not tps:
+                await asyncio.sleep(1.0)
+                tps = await _partitions(consumer, STATE)
+            end = await consumer.end_offsets(tps)
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                for messages in batch.values():
+                    for message in messages:
+                        _keep_latest(self.records, message)
+                if not self.caught_up.is_set() and all(
+                        [await consumer.position(tp) >= end[tp] for tp in tps]):
+                    self.caught_up.set()
+                    log.info("state: warm copy of %s caught up (%d records)", STATE, len(self.records))
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()

@@ -51,3 +51,50 @@ def test_survivor_takes_over_a_killed_workers_partitions(env: Env, start_worker,
     # the survivor continued the dead worker's audit chains (same records, same hashes)
     verified = env.mevrisk("audit", "verify")  # exits 1 on a broken chain
     assert "risk-p0" in verified.stdout and verified.stdout.rstrip().endswith("ok"), verified.stdout
+
+
+@pytest.mark.kills_worker
+def test_a_standby_takes_over_from_the_dead_workers_checkpoint(
+        env: Env, start_worker, tmp_path: Path) -> None:
+    """With MEVRISK_STANDBY_REPLICAS=1 every worker keeps a warm copy of the state checkpoints; both
+    take theirs at the same instants, so the survivor restores the killed worker's partitions from
+    its last checkpoint (and its own from its own) and replays only what came after: the alert
+    events of the run still equal the offline replay's, none twice, and the audit chains verify."""
+    import re
+
+    recording, horizon, expected = record_flash_crash(env, tmp_path)
+    cut_ms = START_MS + 50_000
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    split_at(recording, cut_ms, first, second)
+    standby_env = {**TAKEOVER_ENV, "MEVRISK_STATE_CHECKPOINT_SECS": "10", "MEVRISK_STANDBY_REPLICAS": "1"}
+    workers = [start_worker(**standby_env), start_worker(**standby_env)]
+    # paced: the clocks cross several checkpoint instants after both workers joined
+    env.mevrisk("replay", "--pace", "realtime", "--speed", "5", str(first))
+
+    def checkpointed() -> bool:
+        return all(w.metric("mevrisk_watermark_seconds") * 1000 >= cut_ms - 10_000
+                   and w.metric("mevrisk_state_checkpoints_total", outcome="published") >= 1 for w in workers)
+
+    try:
+        wait_until(checkpointed, 120, "both workers to process the first half and write checkpoints")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{workers[0].state()}\n{workers[1].state()}") from None
+    owned = [w.metric("mevrisk_events_in_total", topic="mev.positions") for w in workers]
+    victim, survivor = workers if owned[0] >= owned[1] else workers[::-1]
+    assert max(owned) > 0, owned
+    victim.stop(signal.SIGKILL)
+    # the rest is published once the survivor has taken over: meanwhile its clock stays where the
+    # victim's stopped, as in a live run where the eviction (seconds) is shorter than the checkpoint
+    # interval, so both still hold a checkpoint of the same instant (each keeps its last two)
+    took_over = re.compile(r"assignment changed from \[[0-9, ]*\] to \[0, 1, 2, 3\](?s:.*)recovery: ")
+    wait_until(lambda: took_over.search(survivor.log.read_text(errors="replace")), 60,
+               "the survivor to take over every partition")
+    env.mevrisk("replay", str(second))
+    await_run_alerts(env, survivor, horizon, expected, 120, "every alert event of the run")
+    survivor.assert_healthy()
+    log = survivor.log.read_text(errors="replace")
+    restored_all = re.compile(r"recovery: restored state as_of_ms=\d+ .*?partitions=\[0, 1, 2, 3\]")
+    assert restored_all.search(log), f"the survivor restored no checkpoint of all partitions:\n{log[-3000:]}"
+    assert "from the warm copy" in log, "the standby restored from its warm copy, not from the topic"
+    verified = env.mevrisk("audit", "verify")
+    assert "risk-p0" in verified.stdout and verified.stdout.rstrip().endswith("ok"), verified.stdout

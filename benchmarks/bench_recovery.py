@@ -21,7 +21,9 @@ portfolios (``/api/v1/health`` ``portfolios.local``) disjoint. Then the simulato
 background at ``--pace realtime`` (``--live-rate`` events/s, event times continuing after the
 workers' clocks) and, once both consume it, the worker owning at least one portfolio is killed with
 SIGKILL (of two such, the one without input partition 0, i.e. not the market-wide alert leader).
-The survivor takes over after the session timeout (10 s) and rebuilds for the new assignment.
+Both workers run as standbys (``MEVRISK_STANDBY_REPLICAS=1``: a warm copy of ``risk.state``).
+The survivor takes over after the session timeout (10 s) and rebuilds for the new assignment,
+restoring the dead worker's partitions from its last checkpoint when the two share an instant.
 ``takeover_s`` is the wall time from the kill until the survivor has published, on the run's
 ``risk.snapshots``, a new snapshot (record timestamp after the kill, event time past the newest
 one published before it) for every portfolio the dead worker owned; ``takeover_first_s`` for the
@@ -272,7 +274,7 @@ class Takeover:
         self.app_id = f"{self.prefix}app"
         self.env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, MEVRISK_TOPIC_PREFIX=self.prefix,
                         MEVRISK_APP_ID=self.app_id, MEVRISK_BAR_MS="1000",
-                        MEVRISK_CHECKPOINT_SECRET=CHECKPOINT_SECRET,
+                        MEVRISK_CHECKPOINT_SECRET=CHECKPOINT_SECRET, MEVRISK_STANDBY_REPLICAS="1",
                         MEVRISK_STATE_CHECKPOINT_SECS=str(state_secs), PYTHONUNBUFFERED="1")
         self.workers = [Worker(self.env, work, f"takeover-{i}") for i in (1, 2)]
         self.live: subprocess.Popen[bytes] | None = None

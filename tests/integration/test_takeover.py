@@ -82,6 +82,9 @@ def test_a_standby_takes_over_from_the_dead_workers_checkpoint(
     owned = [w.metric("mevrisk_events_in_total", topic="mev.positions") for w in workers]
     victim, survivor = workers if owned[0] >= owned[1] else workers[::-1]
     assert max(owned) > 0, owned
+    # the work is split: each worker's pipeline holds only the portfolios of its partitions
+    held = [set(w.health()[1]["portfolios"]["local"]) for w in (victim, survivor)]
+    assert held == [{"alpha", "beta"}, set()], held
     victim.stop(signal.SIGKILL)
     # the rest is published once the survivor has taken over: meanwhile its clock stays where the
     # victim's stopped, as in a live run where the eviction (seconds) is shorter than the checkpoint
@@ -92,6 +95,7 @@ def test_a_standby_takes_over_from_the_dead_workers_checkpoint(
     env.mevrisk("replay", str(second))
     await_run_alerts(env, survivor, horizon, expected, 120, "every alert event of the run")
     survivor.assert_healthy()
+    assert set(survivor.health()[1]["portfolios"]["local"]) == {"alpha", "beta"}
     log = survivor.log.read_text(errors="replace")
     restored_all = re.compile(r"recovery: restored state as_of_ms=\d+ .*?partitions=\[0, 1, 2, 3\]")
     assert restored_all.search(log), f"the survivor restored no checkpoint of all partitions:\n{log[-3000:]}"

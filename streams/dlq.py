@@ -69,20 +69,22 @@ async def send_dead_letter(source_topic: str, letter: dict[str, Any]) -> bool:
 async def accept(event: Any) -> dict[str, Any] | None:
     """Validate one Faust event of an input topic; return the clean dict or None after DLQ-ing it."""
     message = event.message
-    topic = contract_topic(message.topic)
+    return await accept_record(message.topic, message.partition, message.offset, event.key, event.value,
+                               broker_time_ms(message.timestamp, seconds=True))
+
+
+async def accept_record(kafka_topic: str, partition: int, offset: int, key: bytes | None,
+                        value: bytes | None, broker_ms: int | None) -> dict[str, Any] | None:
+    """Validate one input record (``broker_ms``: its broker timestamp, Unix ms); return the clean
+    dict or None after DLQ-ing it."""
+    topic = contract_topic(kafka_topic)
     try:
-        clean = validate_bytes(topic, event.value, key=event.key,
-                               now_ms=broker_time_ms(message.timestamp, seconds=True),
+        clean = validate_bytes(topic, value, key=key, now_ms=broker_ms,
                                max_future_skew_ms=get_settings().max_future_skew_ms)
     except ContractError as error:
-        letter = dead_letter(
-            message.topic, message.partition, message.offset, event.key, event.value, error
-        )
-        log.warning(
-            "rejected %s[%d]@%d to risk.dlq: %s",
-            message.topic, message.partition, message.offset, error,
-        )
-        await send_dead_letter(message.topic, letter.asdict())
+        letter = dead_letter(kafka_topic, partition, offset, key, value, error)
+        log.warning("rejected %s[%d]@%d to risk.dlq: %s", kafka_topic, partition, offset, error)
+        await send_dead_letter(kafka_topic, letter.asdict())
         return None
     metrics.EVENTS_IN.labels(topic).inc()
     metrics.EVENT_LAG_SECONDS.labels(topic).set(time.time() - clean["ts_ms"] / 1000)

@@ -165,10 +165,22 @@ class PipelineHost:
             await self.ready.wait()
         if generation is not None and generation != self.generation:
             return
-        if (self.state_ms and offset is not None
-                and offset < self.next_offsets.get((topic, partition), -1)):
-            return
+        if offset is not None and offset < self.next_offsets.get((topic, partition), -1):
+            return  # offered before (recovery replayed it, or Faust delivered it again)
         await self.replay(topic, value, partition, offset)
+
+    async def expected_offset(self, topic: str, partition: int) -> int | None:
+        """The next offset of a partitioned input the pipeline expects (None: unknown); waits while
+        the pipeline is being recovered (``streams.continuity``)."""
+        if not self.ready.is_set():
+            await self.ready.wait()
+        return self.next_offsets.get((topic, partition))
+
+    def handled(self, topic: str, partition: int, offset: int) -> None:
+        """A live partitioned input record was handled without being offered (rejected to
+        risk.dlq, or quarantined): the next record expected is the one after it."""
+        key = (topic, partition)
+        self.next_offsets[key] = max(self.next_offsets.get(key, -1), offset + 1)
 
     async def replay(self, topic: str, value: dict[str, Any], partition: int,
                      offset: int | None = None) -> None:
@@ -429,15 +441,18 @@ async def recover() -> None:
             since_ms=(host.restored_written_ms - AUDIT_LOOKBACK_MS
                       if report is not None and host.restored_written_ms >= 0 else None))
     phase("audit")
+    reached: dict[tuple[str, int], int] = {}
     if report is None:  # state checkpoints on: only the owned partitions, from their beginning
         replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay,
                                           partitions=host.assignment if host.state_ms else None,
-                                          skip=host.quarantined)
+                                          skip=host.quarantined, reached=reached)
     else:  # only the owned partitions, from where the checkpoint left them
         replayed = await bootstrap_inputs(
             settings.kafka_bootstrap_servers, app.conf.id, host.replay,
             start={k: v for k, v in report.offsets.items() if k[0] != "mev.market.ticks"},
-            partitions=host.assignment, skip=host.quarantined)
+            partitions=host.assignment, skip=host.quarantined, reached=reached)
+    for key, end in reached.items():  # records skipped by the replay (rejected, quarantined) too
+        host.next_offsets[key] = max(host.next_offsets.get(key, -1), end)
     phase("replay")
     if host.pipeline is not None:  # a portfolio lost in a rebalance stops being exported here
         pipeline = host.pipeline

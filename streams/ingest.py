@@ -10,38 +10,125 @@ import logging
 import time
 from typing import Any
 
+from schemas.contracts import broker_time_ms
 from streams import metrics
 from streams.app import app
-from streams.dlq import accept, quarantine
+from streams.continuity import commit_holes, hole_before
+from streams.dlq import accept, accept_record, quarantine
 from streams.host import host
+from streams.metrics import INPUT_HOLES
+from streams.recovery import read_partition
 from streams.settings import get_settings
 from streams.supervision import supervised
 from streams.topics import contract_topic, market_ticks_topic, positions_topic, strategy_stats_topic
 
 log = logging.getLogger(__name__)
 
+HOLE_AFTER, HOLE_RECORDS = 100, 25
+"""Test-only hole (``MEVRISK_FAULT_INJECT=hole:<agent>``): from the first record at or past offset
+``HOLE_AFTER`` of a partition, ``HOLE_RECORDS`` records are dropped unacknowledged, once (what Faust
+can do around a rebalance)."""
+
 
 async def _consume(stream: Any, *, feed_pipeline: bool, name: str) -> None:
     await host.ready.wait()  # recovery first replays what was consumed and loads the quarantine
     inject = get_settings().fault_inject == name
+    hole_after = HOLE_AFTER if get_settings().fault_inject == f"hole:{name}" else -1
+    hole_end = -1
     async for event in stream.events():
         message = event.message
         topic = contract_topic(message.topic)
+        if hole_after >= 0 and message.offset >= hole_after:  # test-only (MEVRISK_FAULT_INJECT)
+            if hole_end < 0:
+                hole_end = message.offset + HOLE_RECORDS
+                log.warning("fault injection: %s[%d] drops records %d to %d unacknowledged",
+                            message.topic, message.partition, message.offset, hole_end - 1)
+            if message.offset < hole_end:
+                message.acked = True  # never counted by Faust's commit bookkeeping, as if never delivered
+                continue
+            hole_after = -1
+        if feed_pipeline:
+            await _fill_hole(message, topic)
         if (topic, message.partition, message.offset) in host.quarantined:
             log.warning("skipping %s[%d]@%d: it failed %s before (quarantined on risk.dlq)",
                         message.topic, message.partition, message.offset, name)
+            if feed_pipeline:
+                host.handled(topic, message.partition, message.offset)
             continue
         try:
             if inject:  # test-only (MEVRISK_FAULT_INJECT): a real agent crash, outside the isolation
                 raise RuntimeError("injected fault")
             started = time.perf_counter()
             clean = await accept(event)
-            if clean is not None and feed_pipeline:
+            if clean is None and feed_pipeline:
+                host.handled(topic, message.partition, message.offset)
+            elif clean is not None and feed_pipeline:
                 await host.offer(topic, clean, message.partition, offset=message.offset)
             metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
         except Exception as error:  # a bug past the pipeline's isolation: quarantine, then crash
             await quarantine(event, name, error)
             raise
+
+
+async def _fill_hole(message: Any, topic: str) -> None:
+    """Before a live partitioned input record: if records before it never reached this agent
+    (``streams.continuity``), read them from the broker and handle them first, in order."""
+    expected = await host.expected_offset(topic, message.partition)
+    hole = hole_before(message.offset, expected)
+    if hole is None:
+        return
+    first, end = hole
+    log.warning("%s[%d]: record %d arrived where %d was expected next: reading the %d records "
+                "between from the broker", message.topic, message.partition, end, first, end - first)
+    INPUT_HOLES.labels(topic, "filled").inc()
+    records = await read_partition(get_settings().kafka_bootstrap_servers, message.topic,
+                                   message.partition, first, end)
+    for record in records:
+        if (topic, record.partition, record.offset) in host.quarantined:
+            host.handled(topic, record.partition, record.offset)
+            continue
+        clean = await accept_record(record.topic, record.partition, record.offset, record.key,
+                                    record.value, broker_time_ms(record.timestamp))
+        if clean is None:
+            host.handled(topic, record.partition, record.offset)
+        else:
+            await host.offer(topic, clean, record.partition, offset=record.offset)
+    await _declare_done(message.tp, first, end)
+
+
+async def _declare_done(tp: Any, first: int, end: int) -> None:
+    """Tell Faust that offsets ``[first, end)`` of ``tp`` will not be delivered (they were handled
+    another way), so its commits go past them (``Consumer._add_gap``, inclusive bounds)."""
+    add_gap = getattr(app.consumer, "_add_gap", None)
+    if add_gap is not None and end > first:
+        await add_gap(tp, first, end - 1)
+
+
+@app.timer(interval=5.0)
+async def declare_commit_holes() -> None:
+    """Faust commits a partition only up to its first unacknowledged offset; a record it dropped
+    around a rebalance stops that for good. A hole seen twice in a row (5 s apart) whose records
+    the pipeline already holds is declared done (``streams.continuity.commit_holes``)."""
+    consumer = app.consumer
+    try:  # Faust's consumer bookkeeping (faust.transport.consumer.Consumer)
+        committed = dict(consumer._committed_offset)
+        acked = {tp: list(offsets) for tp, offsets in consumer._acked.items() if offsets}
+        in_flight = [(m.tp, m.offset) for m in list(consumer._unacked_messages)]
+    except AttributeError:
+        return
+    covered = {tp: host.next_offsets.get((contract_topic(tp.topic), tp.partition), -1) for tp in acked}
+    holes = commit_holes(committed, acked, in_flight, covered)
+    for tp, (first, end) in holes.items():
+        if _suspected_holes.get(tp) == (first, end):
+            log.warning("%s[%d]: commits stuck at %d behind records the pipeline holds (acknowledged "
+                        "from %d): declaring them done", tp.topic, tp.partition, first, end)
+            INPUT_HOLES.labels(contract_topic(tp.topic), "declared").inc()
+            await _declare_done(tp, first, end)
+    _suspected_holes.clear()
+    _suspected_holes.update(holes)
+
+
+_suspected_holes: dict[Any, tuple[int, int]] = {}
 
 
 @app.agent(positions_topic)

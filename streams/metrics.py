@@ -34,6 +34,14 @@ PIPELINE_EVENTS = Gauge(
     "mevrisk_pipeline_events", "Pipeline counters: released, late, stale_positions, buffered.", ["kind"],
     registry=REGISTRY,
 )
+INPUT_HOLES = Counter(
+    "mevrisk_input_holes_total",
+    "Holes in a partition's input records left by the Faust consumer (streams.continuity), by topic; "
+    "how: filled (read from the broker before the next record), declared (the pipeline held them; "
+    "Faust told so its commits go on)",
+    ["topic", "how"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "mevrisk_consumer_lag_messages", "Input messages not yet committed by this app's consumer group.",
     ["topic", "partition"], registry=REGISTRY,

@@ -141,6 +141,20 @@ async def _read_ranges(
                 remaining.discard(tp)
 
 
+async def read_partition(bootstrap: str, topic: str, partition: int, first: int, end: int) -> list[Any]:
+    """The records ``[first, end)`` of ``topic[partition]`` (Kafka topic name), read outside the
+    consumer group (``streams.continuity``: a hole Faust's stream left)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        await _read_ranges(consumer, {TopicPartition(topic, partition): (first, end)}, records.append)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+    return records
+
+
 def _add_head(heads: OutputHeads, topic: str, message: Any) -> None:
     """Count one output record towards the heads; a malformed one (anyone who can write the topic
     can put one there) is skipped and counted, never a crash at start."""
@@ -228,6 +242,7 @@ async def bootstrap_inputs(
     bootstrap: str, group_id: str, offer: Callable[..., Awaitable[None]],
     start: Mapping[tuple[str, int], int] | None = None, partitions: Collection[int] | None = None,
     skip: frozenset[tuple[str, int, int]] = frozenset(),
+    reached: dict[tuple[str, int], int] | None = None,
 ) -> int:
     """Offer every valid position and strategy-stats record below the group's committed offsets,
     as ``offer(topic, value, partition, offset)``.
@@ -235,7 +250,9 @@ async def bootstrap_inputs(
     ``start``: per contract ``(topic, partition)``, the first offset to read (a restored state
     checkpoint covers the records before it); a partition not named starts at its beginning.
     ``partitions``: read only these input partitions (None: every one).
-    ``skip``: quarantined records ``(topic, partition, offset)``, never offered."""
+    ``skip``: quarantined records ``(topic, partition, offset)``, never offered.
+    ``reached``: filled with the end of each range read, per contract ``(topic, partition)``: the
+    next offset the live agents must deliver (records skipped here are before it)."""
     committed = await committed_offsets(bootstrap, group_id)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -275,6 +292,9 @@ async def bootstrap_inputs(
                 if committed.get(tp):
                     ranges[tp] = (first, committed[tp])
         await _read_ranges(consumer, ranges, on_message)
+        if reached is not None:
+            reached.update({(contract_topic(tp.topic), tp.partition): end
+                            for tp, (first, end) in ranges.items() if end > first})
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()

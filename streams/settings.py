@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     """Distinct assets admitted from ticks and positions; more go to ``risk.dlq`` (unknown_asset)."""
     fault_inject: str | None = None
     """Test-only: the name of an input agent that raises on its first message (a real agent crash,
-    outside the pipeline's isolation), to prove that supervision and the tests notice it."""
+    outside the pipeline's isolation), to prove that supervision and the tests notice it; or
+    ``hole:<agent>``: that agent drops ``HOLE_RECORDS`` records of a partition unacknowledged, once
+    (as Faust can around a rebalance), to prove that ``streams.continuity`` fills the hole."""
 
     @field_validator("checkpoint_secret")
     @classmethod

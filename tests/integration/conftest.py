@@ -332,8 +332,9 @@ def start_worker(env: Env, worker_watch: CrashWatch, request: pytest.FixtureRequ
         port = free_port()
         log = env.tmp / f"worker-{len(worker_watch.workers)}.log"
         environ = env.environ(MEVRISK_WEB_PORT=str(port), **overrides)
+        level = os.environ.get("MEVRISK_TEST_WORKER_LOG", "warn")  # e.g. info, to debug a failure
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "-l", "warn", "--web-port", str(port)],
+            [sys.executable, "-m", "streams.cli", "worker", "-l", level, "--web-port", str(port)],
             cwd=REPO_ROOT, env=environ, stdout=log.open("wb"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )

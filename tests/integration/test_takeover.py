@@ -29,11 +29,7 @@ def test_survivor_takes_over_a_killed_workers_partitions(env: Env, start_worker,
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     split_at(recording, cut_ms, first, second)
 
-    # the cold-replay takeover as before state checkpoints and static membership (the standby test
-    # below covers them): with both on, this scenario (the victim killed before any checkpoint, so the
-    # survivor replays) left a strategy-stats partition's commits stuck in 2 of ~6 runs; not understood
-    legacy_env = {**TAKEOVER_ENV, "MEVRISK_STATE_CHECKPOINT_SECS": "0", "MEVRISK_WORKER_ID": "dynamic"}
-    workers = [start_worker(**legacy_env), start_worker(**legacy_env)]
+    workers = [start_worker(**TAKEOVER_ENV), start_worker(**TAKEOVER_ENV)]
     env.mevrisk("replay", str(first))
 
     def busy() -> bool:

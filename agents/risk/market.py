@@ -2,7 +2,9 @@
 
 * Gas: base + priority fee (gwei) per chain, kept for ``window_ms`` of event
   time before the newest gas tick of that chain; mean, p95 and max. The p95 uses
-  the nearest-rank rule: sorted ascending, element ``ceil(0.95 * n)``.
+  the nearest-rank rule: sorted ascending, element ``ceil(0.95 * n)``; the mean
+  is the correctly rounded mean. Both are kept incrementally
+  (:mod:`agents.risk.rolling`), so reading them does not scan the window.
 * Liquidity: the latest ``depth_usd``/``spread_bps`` per (asset, pool) by event
   time. Per asset, depth is the sum over pools and spread the depth-weighted
   mean. ``liquidity_ratio`` = total latest depth / total EWMA depth (1.0 when
@@ -12,12 +14,12 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any
 
 import numpy as np
 
 from agents.risk.errors import RiskInputError
+from agents.risk.rolling import TimeWindowSample, nearest_rank_index
 
 
 def nearest_rank(values: list[float] | np.ndarray, q: float) -> float:
@@ -25,39 +27,57 @@ def nearest_rank(values: list[float] | np.ndarray, q: float) -> float:
     arr = np.sort(np.asarray(values, dtype=float))
     if arr.size == 0:
         return float("nan")
-    k = min(arr.size, max(1, math.ceil(round(q * arr.size, 9))))
-    return float(arr[k - 1])
+    return float(arr[nearest_rank_index(arr.size, q) - 1])
 
 
 class GasState:
-    """Windowed gas statistics per chain (event time)."""
+    """Windowed gas statistics per chain (event time), kept incrementally: a snapshot's
+    :meth:`stats` costs O(chains), not O(window)."""
 
     def __init__(self, window_ms: int = 300_000) -> None:
         self.window_ms = window_ms
-        self._obs: dict[str, deque[tuple[int, float]]] = {}
+        self._windows: dict[str, TimeWindowSample] = {}
         self._newest: dict[str, int] = {}
 
     def add(self, chain: str, ts_ms: int, gwei: float) -> None:
-        """Record one gas observation (base + priority fee, gwei)."""
+        """Record one gas observation (base + priority fee, gwei; finite)."""
         newest = max(ts_ms, self._newest.get(chain, ts_ms))
         self._newest[chain] = newest
-        if ts_ms <= newest - self.window_ms:
+        cutoff = newest - self.window_ms
+        if ts_ms <= cutoff:
             return  # already outside the window
-        q = self._obs.setdefault(chain, deque())
-        q.append((ts_ms, gwei))
-        while q and q[0][0] <= newest - self.window_ms:
-            q.popleft()
+        window = self._windows.get(chain)
+        if window is None:
+            window = self._windows[chain] = TimeWindowSample()
+        window.add(ts_ms, gwei)
+        window.expire(cutoff)
 
     def stats(self) -> dict[str, dict[str, float]]:
         """``{chain: {mean, p95, max, n}}`` in gwei, sorted by chain."""
-        out: dict[str, dict[str, float]] = {}
-        for chain in sorted(self._obs):
-            cutoff = self._newest[chain] - self.window_ms
-            vals = [v for ts, v in self._obs[chain] if ts > cutoff]
-            if vals:
-                out[chain] = {"mean": float(np.mean(vals)), "p95": nearest_rank(vals, 0.95),
-                              "max": float(max(vals)), "n": float(len(vals))}
-        return out
+        return {chain: {"mean": w.mean(), "p95": w.quantile(0.95), "max": w.max(),
+                        "n": float(w.count)}
+                for chain, w in sorted(self._windows.items()) if w.count}
+
+    def observations(self) -> dict[str, list[tuple[int, float]]]:
+        """``{chain: [(ts_ms, gwei), ...]}`` inside each chain's window (for checkpoints)."""
+        return {chain: w.observations() for chain, w in self._windows.items()}
+
+    def newest(self) -> dict[str, int]:
+        """Newest gas tick time per chain (ms; for checkpoints)."""
+        return dict(self._newest)
+
+    def restore(self, observations: dict[str, list[tuple[int, float]]],
+                newest: dict[str, int]) -> None:
+        """Replace the state with checkpointed observations and newest tick times; observations
+        outside their chain's window (older blobs kept some) are dropped."""
+        self._newest = {str(chain): int(ts) for chain, ts in newest.items()}
+        self._windows = {}
+        for chain, obs in observations.items():
+            chain = str(chain)
+            if obs and chain not in self._newest:
+                self._newest[chain] = max(int(ts) for ts, _ in obs)
+            cutoff = self._newest.get(chain, 0) - self.window_ms
+            self._windows[chain] = TimeWindowSample((ts, v) for ts, v in obs if ts > cutoff)
 
 
 class LiquidityState:

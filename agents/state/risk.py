@@ -43,9 +43,10 @@ def market_state(engine: RiskEngine) -> dict[str, Any]:
                    "count": window.count, "next": window._next, "bars_seen": window.bars_seen},
         "ewma": {"s": engine.ewma._s, "updates": engine.ewma.updates},
         "gas": {
-            "obs": [[chain, np.array([ts for ts, _ in q], dtype=np.int64),
-                     np.array([v for _, v in q], dtype=np.float64)] for chain, q in gas._obs.items()],
-            "newest": list(gas._newest.items()),
+            "obs": [[chain, np.array([ts for ts, _ in obs], dtype=np.int64),
+                     np.array([v for _, v in obs], dtype=np.float64)]
+                    for chain, obs in gas.observations().items()],
+            "newest": list(gas.newest().items()),
         },
         "liquidity": {
             "latest": [[a, pool, ts, d, s] for (a, pool), (ts, d, s) in liq._latest.items()],
@@ -80,10 +81,10 @@ def install_market(engine: RiskEngine, doc: dict[str, Any]) -> None:
     if s.ndim != 2 or s.shape[0] != s.shape[1]:
         raise ValueError("EWMA matrix is not square")
     engine.ewma._s, engine.ewma.updates = s, int(doc["ewma"]["updates"])
-    engine.gas._obs = {str(chain): deque(zip(array(ts, "<i8").tolist(), array(v, "<f8").tolist(),
-                                             strict=True))
-                       for chain, ts, v in doc["gas"]["obs"]}
-    engine.gas._newest = {str(chain): int(ts) for chain, ts in doc["gas"]["newest"]}
+    engine.gas.restore(  # rebuilds the incremental statistics from the window's observations
+        {str(chain): list(zip(array(ts, "<i8").tolist(), array(v, "<f8").tolist(), strict=True))
+         for chain, ts, v in doc["gas"]["obs"]},
+        {str(chain): int(ts) for chain, ts in doc["gas"]["newest"]})
     lq = doc["liquidity"]
     engine.liquidity._latest = {(str(a), str(pool)): (int(ts), float(d), float(s))
                                 for a, pool, ts, d, s in lq["latest"]}
@@ -216,6 +217,6 @@ def strategy_state(engine: RiskEngine, strategy: str) -> list[Any]:
 
 
 def install_strategy(engine: RiskEngine, strategy: str, records: list[Any]) -> None:
-    engine.health._records[strategy] = {
+    engine.health.install(strategy, {
         (str(pf), str(chain), int(ts)): (tuple(int(c) for c in counts), tuple(float(v) for v in money))
-        for pf, chain, ts, counts, money in records}
+        for pf, chain, ts, counts, money in records})

@@ -52,9 +52,12 @@ KNOWN: dict[str, dict[str, str]] = {
                       "log_r": "market", "simple_r": "market", "assets": "shared AssetIndex",
                       "capacity": "market (checked: incompatible)"},
     "EwmaCovariance": {"_s": "market", "updates": "market", "lam": CONFIG},
-    "GasState": {"_obs": "market", "_newest": "market", "window_ms": CONFIG},
+    "GasState": {"_windows": "market (observations; the statistics are rebuilt from them)",
+                 "_newest": "market", "window_ms": CONFIG},
     "LiquidityState": {"_latest": "market", "_depth_ewma": "market", "alpha": CONFIG},
-    "StrategyHealth": {"_records": "p<N>", "_newest": "market", "window_ms": CONFIG, "step_ms": CONFIG},
+    "StrategyHealth": {"_records": "p<N>", "_newest": "market", "window_ms": CONFIG, "step_ms": CONFIG,
+                       "_expiry": "rebuilt from _records by install (compared as a set)",
+                       "_folds": "derived: rebuilt by the next read of each strategy's health"},
     "AssetIndex": {"names": "market (+ each p<N>, for remapping)", "_idx": "rebuilt from names"},
     "Book": {
         **dict.fromkeys(("_cap", "_free_rows", "_free_slots", "applied", "asset_notional", "asset_qty",
@@ -116,13 +119,14 @@ def test_restored_state_equals_the_original(fed: Any) -> None:
     restored = build_pipeline(OPTIONS)
     restore(restored, take(fed, partitions_of(fed), secret=SECRET), secret=SECRET)
     not_compared = {"_heap", "stats", "_dirty", "ruleset", "_rules", "_eval_order", "ticks", "portfolios",
-                    "_resuming"}
+                    "_resuming", "_expiry", "_folds"}
     for attr, value in vars(fed).items():
         if attr not in not_compared:
             _same(value, getattr(restored, attr), attr, not_compared)
     _same(fed.risk.portfolios, restored.risk.portfolios, "risk.portfolios", {"last_delta"})
     assert sorted(fed._heap, key=lambda e: e[:3]) == sorted(restored._heap, key=lambda e: e[:3])
     assert fed._dirty == restored._dirty
+    assert set(fed.risk.health._expiry) == set(restored.risk.health._expiry)
     assert fed.admission == restored.admission
     assert list(fed.models.portfolios) == list(restored.models.portfolios)
     # orders a float sum depends on (per-pool liquidity, bars) and column order

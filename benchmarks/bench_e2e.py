@@ -91,6 +91,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 REPO = Path(__file__).resolve().parent.parent
 BROKER_PORT = 49592
@@ -214,6 +215,21 @@ class Run:
         return [self.prefix + n for n in names]
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str], wait_s: float = 30.0,
+                        only: set[int] | None = None) -> list[TopicPartition]:
+    """Every partition (or those in ``only``) of ``topics``, once the metadata lists them all."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        metadata = await consumer._client.fetch_all_metadata()  # no public listing call (streams/host.py)
+        found = {t: sorted(metadata.partitions_for_topic(t) or ()) for t in topics}
+        if all(found.values()):
+            return [TopicPartition(t, p) for t, ps in found.items() for p in ps if only is None or p in only]
+        if time.monotonic() > deadline:
+            missing = [t for t, ps in found.items() if not ps]
+            raise BenchError(f"no partitions of {missing} after {wait_s:.0f}s")
+        await asyncio.sleep(0.5)
+
+
 # ---------------------------------------------------------------------------------- 1. history
 def history_config() -> Any:
     """The simulator's default desk, its strategies renamed ``<name>-hist`` (fresh position ids)."""
@@ -244,9 +260,7 @@ async def publish_history(run: Run) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=run.bootstrap)
     await consumer.start()
     try:
-        await consumer.topics()
-        tps = [TopicPartition(t, p) for t in run.topics(INPUTS)
-               for p in sorted(consumer.partitions_for_topic(t) or ())]
+        tps = await partitions_of(consumer, run.topics(INPUTS))
         run.ends = {tp: off for tp, off in (await consumer.end_offsets(tps)).items() if off > 0}
     finally:
         await consumer.stop()
@@ -320,7 +334,11 @@ class Worker:
 
 
 async def committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, int]:
-    offsets = await admin.list_consumer_group_offsets(group)
+    """The group's committed offsets ({} while the coordinator does not answer yet)."""
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    except KafkaError:
+        return {}
     return {tp: m.offset for tp, m in offsets.items() if m.offset is not None and m.offset >= 0}
 
 
@@ -355,7 +373,8 @@ async def e2e_catch_up(run: Run, worker: Worker) -> dict[str, float]:
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
-    assert first is not None, "caught up without a first record seen"
+    if first is None:  # the health API never answered before the worker had caught up
+        raise BenchError(f"e2e: no health poll saw the first record before the end; see {worker.log}")
     done = max(at_head, all_committed)
     return {"s": done - first, "from_start_s": done - started, "first_record_s": first - started,
             "watermark_s": at_head - first, "committed_s": all_committed - first}
@@ -404,16 +423,15 @@ async def positioned_consumer(bootstrap: str, topics: list[str], partitions: set
     """A consumer without a group, assigned to ``partitions`` (None: all) of ``topics``, at their end."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **kw)
     await consumer.start()
-    await consumer.topics()
-    tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
-           if partitions is None or p in partitions]
-    if not tps:
+    try:
+        tps = await partitions_of(consumer, topics, only=partitions)
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+    except BaseException:
         await consumer.stop()
-        raise BenchError(f"no partitions found for {topics}")
-    consumer.assign(tps)
-    await consumer.seek_to_end(*tps)
-    for tp in tps:
-        await consumer.position(tp)
+        raise
     return consumer
 
 
@@ -509,7 +527,8 @@ async def live_phase(run: Run, worker: Worker) -> dict[str, Any]:
         if sim.returncode != 0 or found is None:
             raise BenchError(f"the live simulator exited with {sim.returncode}; see {log}")
         result["live_sim_events"] = int(found[1])
-        result["live_sim_events_per_sec"] = int(found[1]) / max(float(found[3]), 1e-9)
+        wall_s = float(found[3])
+        result["live_sim_events_per_sec"] = int(found[1]) / wall_s if wall_s > 0 else float("nan")
         if not live.input_lags:
             raise BenchError("no live input records were read back from the input topics")
         first_in = min(ts for ts, _ in live.input_lags)

@@ -74,14 +74,18 @@ async def accept(event: Any) -> dict[str, Any] | None:
 
 
 async def accept_record(kafka_topic: str, partition: int, offset: int, key: bytes | None,
-                        value: bytes | None, broker_ms: int | None) -> dict[str, Any] | None:
+                        value: bytes | None, broker_ms: int | None, *, speaks: bool = True
+                        ) -> dict[str, Any] | None:
     """Validate one input record (``broker_ms``: its broker timestamp, Unix ms); return the clean
-    dict or None after DLQ-ing it."""
+    dict or None after DLQ-ing it (only when this worker ``speaks`` for the record: one worker
+    dead-letters each, the others only skip it)."""
     topic = contract_topic(kafka_topic)
     try:
         clean = validate_bytes(topic, value, key=key, now_ms=broker_ms,
                                max_future_skew_ms=get_settings().max_future_skew_ms)
     except ContractError as error:
+        if not speaks:
+            return None
         letter = dead_letter(kafka_topic, partition, offset, key, value, error)
         log.warning("rejected %s[%d]@%d to risk.dlq: %s", kafka_topic, partition, offset, error)
         await send_dead_letter(kafka_topic, letter.asdict())
@@ -115,21 +119,38 @@ async def quarantine(event: Any, component: str, error: BaseException) -> None:
 
 async def read_quarantine(bootstrap: str) -> frozenset[tuple[str, int, int]]:
     """``(contract topic, partition, offset)`` of the input records quarantined after a crash."""
+    quarantined, _ = await read_dead_letters(bootstrap)
+    return quarantined
+
+
+Record = tuple[str, int, int]
+"""An input record: ``(contract topic, partition, offset)``."""
+
+
+async def read_dead_letters(bootstrap: str) -> tuple[frozenset[Record], set[Record]]:
+    """From the last ``QUARANTINE_READ_RECORDS`` of each ``risk.dlq`` partition: the input records
+    quarantined after a crash, and every input record dead-lettered (``(contract topic, partition,
+    offset)``; the market feed re-reads ticks after a restart and must not dead-letter one twice)."""
     from aiokafka import AIOKafkaConsumer
 
     from streams.recovery import _partitions, _read_ranges
     from streams.topics import DLQ
 
     found: set[tuple[str, int, int]] = set()
+    lettered: set[tuple[str, int, int]] = set()
 
     def collect(message: Any) -> None:
         try:
             value = orjson.loads(message.value)
-            if isinstance(value, dict) and value.get("quarantined") is True:
-                found.add((contract_topic(str(value["source_topic"])), int(value["partition"]),
-                           int(value["offset"])))
+            if not isinstance(value, dict):
+                return
+            record = (contract_topic(str(value["source_topic"])), int(value["partition"]),
+                      int(value["offset"]))
+            lettered.add(record)
+            if value.get("quarantined") is True:
+                found.add(record)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return  # not a quarantine record of ours
+            return  # not a dead letter of ours
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=4_194_304)
@@ -144,4 +165,4 @@ async def read_quarantine(bootstrap: str) -> frozenset[tuple[str, int, int]]:
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
-    return frozenset(found)
+    return frozenset(found), lettered

@@ -31,7 +31,7 @@ from typing import Any, Protocol, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.contracts import ContractError, broker_time_ms, validate_bytes
+from schemas.contracts import broker_time_ms
 from streams import metrics
 from streams.api.hub import notify_listeners
 from streams.app import app
@@ -98,6 +98,9 @@ class PipelineHost:
         self._recoveries = 0
         self.quarantined: frozenset[tuple[str, int, int]] = frozenset()
         """``(topic, partition, offset)`` of input records that crashed an agent: never offered again."""
+        self.dead_lettered_ticks: set[tuple[int, int]] = set()
+        """``(partition, offset)`` of ticks already on ``risk.dlq`` (read back at recovery, then added
+        to): the market feed re-reads ticks after a restart and dead-letters each once."""
         self._errors_exported: dict[str, int] = {}
         """Processing errors already added to the Prometheus counter, by stage."""
         self.next_offsets: dict[tuple[str, int], int] = {}
@@ -420,10 +423,11 @@ async def recover() -> None:
         from streams.model_store import restore_models
 
         await restore_models(settings.kafka_bootstrap_servers, models, secret)  # before any event
-    from streams.dlq import read_quarantine
+    from streams.dlq import read_dead_letters
 
     phase("models")
-    host.quarantined = await read_quarantine(settings.kafka_bootstrap_servers)
+    host.quarantined, lettered = await read_dead_letters(settings.kafka_bootstrap_servers)
+    host.dead_lettered_ticks = {(p, o) for t, p, o in lettered if t == "mev.market.ticks"}
     phase("quarantine")
     if host.quarantined:
         log.warning("quarantined input records (each once failed an agent; skipped): %s",
@@ -521,6 +525,21 @@ async def _restore_state(bootstrap: str) -> Any:
     return None
 
 
+async def _screen_tick(message: Any) -> dict[str, Any] | None:
+    """Validate a tick once, here (every worker reads every tick); a bad one goes to ``risk.dlq``
+    from the worker that owns its partition number (the inputs share one partition count), once."""
+    from streams.dlq import accept_record
+
+    where = (message.partition, message.offset)
+    speaks = (host.assignment is not None and message.partition in host.assignment
+              and where not in host.dead_lettered_ticks)
+    tick = await accept_record(message.topic, message.partition, message.offset, message.key,
+                               message.value, broker_time_ms(message.timestamp), speaks=speaks)
+    if tick is None and speaks:
+        host.dead_lettered_ticks.add(where)
+    return tick
+
+
 @app.task
 @supervised("replicate_market_feed")
 async def replicate_market_feed() -> None:
@@ -560,12 +579,9 @@ async def replicate_market_feed() -> None:
                 for message in (m for messages in batch.values() for m in messages):
                     if ("mev.market.ticks", message.partition, message.offset) in host.quarantined:
                         continue
-                    try:
-                        tick = validate_bytes(contract_topic(MARKET_TICKS), message.value,
-                                              now_ms=broker_time_ms(message.timestamp),
-                                              max_future_skew_ms=settings.max_future_skew_ms)
-                    except ContractError:
-                        continue  # screen_ticks DLQs it once per consumer group
+                    tick = await _screen_tick(message)
+                    if tick is None:
+                        continue
                     await host.offer("mev.market.ticks", tick, message.partition, generation,
                                      message.offset)
                     if generation != host.generation:

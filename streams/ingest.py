@@ -1,7 +1,10 @@
-"""Input agents: validate every input message, DLQ the bad ones, hand good ones to the worker's pipeline.
+"""Input agents of the partitioned inputs (positions, strategy stats): validate every message, DLQ
+the bad ones, hand good ones to the worker's pipeline.
 
 The first stage of the data path (``streams`` package docstring): the good events go to
-``streams.host.host``; the bad ones to ``risk.dlq`` (``streams.dlq``).
+``streams.host.host``; the bad ones to ``risk.dlq`` (``streams.dlq``). Ticks have no agent: every
+worker reads all of them through the replicated market feed (``streams.host``), which validates
+each once and dead-letters the bad ones of the partitions its worker owns.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from streams.metrics import INPUT_HOLES
 from streams.recovery import read_partition
 from streams.settings import get_settings
 from streams.supervision import supervised
-from streams.topics import contract_topic, market_ticks_topic, positions_topic, strategy_stats_topic
+from streams.topics import contract_topic, positions_topic, strategy_stats_topic
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ HOLE_AFTER, HOLE_RECORDS = 100, 25
 can do around a rebalance)."""
 
 
-async def _consume(stream: Any, *, feed_pipeline: bool, name: str) -> None:
+async def _consume(stream: Any, *, name: str) -> None:
     await host.ready.wait()  # recovery first replays what was consumed and loads the quarantine
     inject = get_settings().fault_inject == name
     hole_after = HOLE_AFTER if get_settings().fault_inject == f"hole:{name}" else -1
@@ -47,22 +50,20 @@ async def _consume(stream: Any, *, feed_pipeline: bool, name: str) -> None:
                 message.acked = True  # never counted by Faust's commit bookkeeping, as if never delivered
                 continue
             hole_after = -1
-        if feed_pipeline:
-            await _fill_hole(message, topic)
+        await _fill_hole(message, topic)
         if (topic, message.partition, message.offset) in host.quarantined:
             log.warning("skipping %s[%d]@%d: it failed %s before (quarantined on risk.dlq)",
                         message.topic, message.partition, message.offset, name)
-            if feed_pipeline:
-                host.handled(topic, message.partition, message.offset)
+            host.handled(topic, message.partition, message.offset)
             continue
         try:
             if inject:  # test-only (MEVRISK_FAULT_INJECT): a real agent crash, outside the isolation
                 raise RuntimeError("injected fault")
             started = time.perf_counter()
             clean = await accept(event)
-            if clean is None and feed_pipeline:
+            if clean is None:
                 host.handled(topic, message.partition, message.offset)
-            elif clean is not None and feed_pipeline:
+            else:
                 await host.offer(topic, clean, message.partition, offset=message.offset)
             metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
         except Exception as error:  # a bug past the pipeline's isolation: quarantine, then crash
@@ -135,21 +136,11 @@ _suspected_holes: dict[Any, tuple[int, int]] = {}
 @supervised("apply_positions")
 async def apply_positions(stream: Any) -> None:
     """Positions, partitioned by portfolio: validated, then applied to this worker's books."""
-    await _consume(stream, feed_pipeline=True, name="apply_positions")
+    await _consume(stream, name="apply_positions")
 
 
 @app.agent(strategy_stats_topic)
 @supervised("apply_strategy_stats")
 async def apply_strategy_stats(stream: Any) -> None:
     """Strategy interval statistics, partitioned by strategy."""
-    await _consume(stream, feed_pipeline=True, name="apply_strategy_stats")
-
-
-@app.agent(market_ticks_topic)
-@supervised("screen_ticks")
-async def screen_ticks(stream: Any) -> None:
-    """Ticks are validated (and DLQ-ed) once per consumer group here; every worker receives all
-    valid ticks through the replicated market feed (``streams.host``). Like the other input
-    agents it starts once recovery has loaded the quarantine."""
-    await _consume(stream, feed_pipeline=False, name="screen_ticks")
-
+    await _consume(stream, name="apply_strategy_stats")

@@ -19,6 +19,7 @@ from its offsets, and ``schedule_operator_actions`` skips the actions it already
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -147,12 +148,24 @@ async def read_partition(bootstrap: str, topic: str, partition: int, first: int,
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     records: list[Any] = []
+    tp = TopicPartition(topic, partition)
     try:
-        await _read_ranges(consumer, {TopicPartition(topic, partition): (first, end)}, records.append)
+        begin = (await consumer.beginning_offsets([tp]))[tp]
+        if begin > first:
+            log.warning("%s: records %d to %d are gone (retention kept from %d)", tp, first,
+                        min(begin, end) - 1, begin)
+        await asyncio.wait_for(_read_ranges(consumer, {tp: (max(first, begin), end)}, records.append),
+                               timeout=READ_PARTITION_TIMEOUT_S)
+    except TimeoutError:
+        log.error("%s: reading records %d to %d timed out after %.0f s: going on without those not read",
+                  tp, first, end - 1, READ_PARTITION_TIMEOUT_S)
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
     return records
+
+
+READ_PARTITION_TIMEOUT_S = 30.0
 
 
 def _add_head(heads: OutputHeads, topic: str, message: Any) -> None:

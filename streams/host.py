@@ -172,36 +172,6 @@ class PipelineHost:
             return  # offered before (recovery replayed it, or Faust delivered it again)
         await self.replay(topic, value, partition, offset)
 
-    async def offer_many(self, topic: str, items: list[tuple[dict[str, Any], int, int]],
-                         generation: int) -> None:
-        """Offer a batch of live events of ``topic``, ``(value, partition, offset)`` each, read for
-        ``generation``: one lock and one publish per batch (or per state checkpoint taken in it),
-        the same filtering as :meth:`offer`."""
-        done = 0
-        while done < len(items):
-            if not self.ready.is_set():
-                await self.ready.wait()
-            if generation != self.generation or self.pipeline is None:
-                return
-            outputs: list[tuple[str, str, dict[str, Any]]] = []
-            taken = None
-            async with self._lock:
-                pipeline, wall = self.pipeline, time.monotonic()
-                self.last_input_wall = wall
-                while (done < len(items) and taken is None and self.ready.is_set()
-                       and generation == self.generation):
-                    value, partition, offset = items[done]
-                    done += 1
-                    key = (topic, partition)
-                    if offset < self.next_offsets.get(key, -1):
-                        continue
-                    self.last_event_ts_ms = max(self.last_event_ts_ms, int(value["ts_ms"]))
-                    outputs.extend(pipeline.offer(topic, value, partition, wall))
-                    self.next_offsets[key] = offset + 1
-                    taken = await self._take_state_if_due(outputs)
-            await self.publish(outputs)
-            self._send_state(taken)
-
     async def expected_offset(self, topic: str, partition: int) -> int | None:
         """The next offset of a partitioned input the pipeline expects (None: unknown); waits while
         the pipeline is being recovered (``streams.continuity``)."""
@@ -555,10 +525,6 @@ async def _restore_state(bootstrap: str) -> Any:
     return None
 
 
-MARKET_BATCH = 500
-"""Ticks the market feed offers to the pipeline per lock and publish."""
-
-
 async def _screen_tick(message: Any) -> dict[str, Any] | None:
     """Validate a tick once, here (every worker reads every tick); a bad one goes to ``risk.dlq``
     from the worker that owns its partition number (the inputs share one partition count), once."""
@@ -609,15 +575,17 @@ async def replicate_market_feed() -> None:
                     for partition in range(settings.topic_partitions):
                         host.pipeline.expect(topic, partition, now)
             while generation == host.generation:  # until a rebuild asks for the market again
-                batch = await consumer.getmany(timeout_ms=500, max_records=MARKET_BATCH)
-                ticks = []
+                batch = await consumer.getmany(timeout_ms=500)
                 for message in (m for messages in batch.values() for m in messages):
                     if ("mev.market.ticks", message.partition, message.offset) in host.quarantined:
                         continue
                     tick = await _screen_tick(message)
-                    if tick is not None:
-                        ticks.append((tick, message.partition, message.offset))
-                await host.offer_many("mev.market.ticks", ticks, generation)
+                    if tick is None:
+                        continue
+                    await host.offer("mev.market.ticks", tick, message.partition, generation,
+                                     message.offset)
+                    if generation != host.generation:
+                        break
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()

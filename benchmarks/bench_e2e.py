@@ -17,8 +17,9 @@ group), 1 s bars (``--bar-ms``), state checkpoints every ``--state-secs`` of eve
    10,000, ``max_partition_fetch_bytes`` 4 MiB) reads and orjson-decodes every history record;
    timed from after ``start()`` to the last record (``/work/shared/measure/baseline_aiokafka.py``).
 3. ``e2e_events_per_sec``: one worker (``python -m streams.cli worker``) in a fresh group catches up.
-   Done = its consumer group has committed every input record (admin ``OffsetFetch`` of the app id
-   equals the end offset of every partition of the three input topics) AND its watermark
+   Done = its consumer group has committed every record of the partitioned inputs (admin
+   ``OffsetFetch`` of the app id equals the end offset of every partition of positions and strategy
+   stats; ticks are read outside the group by the market feed) AND its watermark
    (``/api/v1/health``, not ``recovering``) is at the head (last history event time - 5 s); both
    polled every 0.25 s. Timed FROM ITS FIRST CONSUMED RECORD (the first health poll whose
    ``last_input_event_ts_ms`` is set) to done; ``e2e_events_per_sec_from_start`` times it from
@@ -366,8 +367,11 @@ async def e2e_catch_up(run: Run, worker: Worker) -> dict[str, float]:
             if at_head is None and wm >= target:
                 at_head = now
             offsets = await committed(admin, run.app_id)
-            done_records = sum(min(offsets.get(tp, 0), end) for tp, end in run.ends.items())
-            if all_committed is None and done_records >= run.events:
+            # the group consumes the partitioned inputs; ticks are read outside it by every worker's
+            # market feed (no group commits): those count as done once the watermark is at the head
+            grouped = {tp: end for tp, end in run.ends.items() if "market.ticks" not in tp.topic}
+            done_records = sum(min(offsets.get(tp, 0), end) for tp, end in grouped.items())
+            if all_committed is None and done_records >= sum(grouped.values()) and at_head is not None:
                 all_committed = now
             await asyncio.sleep(0.25)
     finally:

@@ -102,7 +102,7 @@ QUARANTINE_READ_RECORDS = 10_000
 async def quarantine(event: Any, component: str, error: BaseException) -> None:
     """A record that crashed ``component`` goes to ``risk.dlq`` as ``processing_error`` marked
     ``quarantined``, flushed before the worker stops: the restarted worker reads it back and skips
-    that offset (``read_quarantine``), so it never crashes on the same input twice."""
+    that offset (``read_dead_letters``), so it never crashes on the same input twice."""
     message = event.message
     failure = ContractError("processing_error", f"crashed {component}: {type(error).__name__}: {error}")
     letter = dead_letter(message.topic, message.partition, message.offset, event.key, event.value, failure)
@@ -115,12 +115,6 @@ async def quarantine(event: Any, component: str, error: BaseException) -> None:
 
         with contextlib.suppress(Exception):
             await asyncio.wait_for(app.producer.flush(), timeout=10)
-
-
-async def read_quarantine(bootstrap: str) -> frozenset[tuple[str, int, int]]:
-    """``(contract topic, partition, offset)`` of the input records quarantined after a crash."""
-    quarantined, _ = await read_dead_letters(bootstrap)
-    return quarantined
 
 
 Record = tuple[str, int, int]
@@ -136,8 +130,8 @@ async def read_dead_letters(bootstrap: str) -> tuple[frozenset[Record], set[Reco
     from streams.recovery import _partitions, _read_ranges
     from streams.topics import DLQ
 
-    found: set[tuple[str, int, int]] = set()
-    lettered: set[tuple[str, int, int]] = set()
+    found: set[Record] = set()
+    lettered: set[Record] = set()
 
     def collect(message: Any) -> None:
         try:

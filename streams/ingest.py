@@ -60,11 +60,7 @@ async def _consume(stream: Any, *, name: str) -> None:
             if inject:  # test-only (MEVRISK_FAULT_INJECT): a real agent crash, outside the isolation
                 raise RuntimeError("injected fault")
             started = time.perf_counter()
-            clean = await accept(event)
-            if clean is None:
-                host.handled(topic, message.partition, message.offset)
-            else:
-                await host.offer(topic, clean, message.partition, offset=message.offset)
+            await _hand_over(topic, message.partition, message.offset, await accept(event))
             metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
         except Exception as error:  # a bug past the pipeline's isolation: quarantine, then crash
             await quarantine(event, name, error)
@@ -90,11 +86,17 @@ async def _fill_hole(message: Any, topic: str) -> None:
             continue
         clean = await accept_record(record.topic, record.partition, record.offset, record.key,
                                     record.value, broker_time_ms(record.timestamp))
-        if clean is None:
-            host.handled(topic, record.partition, record.offset)
-        else:
-            await host.offer(topic, clean, record.partition, offset=record.offset)
+        await _hand_over(topic, record.partition, record.offset, clean)
     await _declare_done(message.tp, first, end)
+
+
+async def _hand_over(topic: str, partition: int, offset: int, clean: dict[str, Any] | None) -> None:
+    """A validated record goes to the pipeline; a rejected one (None: already on risk.dlq) only
+    moves the next offset expected past it."""
+    if clean is None:
+        host.handled(topic, partition, offset)
+    else:
+        await host.offer(topic, clean, partition, offset=offset)
 
 
 async def _declare_done(tp: Any, first: int, end: int) -> None:

@@ -98,7 +98,10 @@ class PipelineHost:
         self._recoveries = 0
         self.quarantined: frozenset[tuple[str, int, int]] = frozenset()
         """``(topic, partition, offset)`` of input records that crashed an agent: never offered again."""
-        self.dead_lettered_ticks: set[tuple[int, int]] = set()
+        # (partition, offset) of ticks already on risk.dlq: loaded from it at recovery, and the ones
+        # this run letters, so a restarted feed does not letter them twice (bounded: an evicted one at
+        # worst repeats once, and every dead letter carries value_sha256 for deduplication)
+        self.dead_lettered_ticks: dict[tuple[int, int], None] = {}
         """``(partition, offset)`` of ticks already on ``risk.dlq`` (read back at recovery, then added
         to): the market feed re-reads ticks after a restart and dead-letters each once."""
         self._errors_exported: dict[str, int] = {}
@@ -346,6 +349,10 @@ def _crash_on_failure(recovery: asyncio.Future[None]) -> None:
     crashed("recovery", error)
 
 
+DEAD_LETTERED_TICKS_KEPT = 100_000
+"""How many (partition, offset) of lettered ticks a worker remembers beyond those read back from
+``risk.dlq`` at recovery (the oldest go first)."""
+
 AUDIT_LOOKBACK_MS = 300_000
 """After a state restore, ``risk.audit`` is read from this long before the checkpoint was written
 (wall ms): an operator action audited earlier is in the restored state (the take runs after the
@@ -427,7 +434,7 @@ async def recover() -> None:
 
     phase("models")
     host.quarantined, lettered = await read_dead_letters(settings.kafka_bootstrap_servers)
-    host.dead_lettered_ticks = {(p, o) for t, p, o in lettered if t == "mev.market.ticks"}
+    host.dead_lettered_ticks = {(p, o): None for t, p, o in lettered if t == "mev.market.ticks"}
     phase("quarantine")
     if host.quarantined:
         log.warning("quarantined input records (each once failed an agent; skipped): %s",
@@ -536,7 +543,10 @@ async def _screen_tick(message: Any) -> dict[str, Any] | None:
     tick = await accept_record(message.topic, message.partition, message.offset, message.key,
                                message.value, broker_time_ms(message.timestamp), speaks=speaks)
     if tick is None and speaks:
-        host.dead_lettered_ticks.add(where)
+        lettered = host.dead_lettered_ticks
+        lettered[where] = None
+        if len(lettered) > DEAD_LETTERED_TICKS_KEPT:
+            del lettered[next(iter(lettered))]  # the oldest
     return tick
 
 

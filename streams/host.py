@@ -338,10 +338,11 @@ class PipelineHost:
 
 def _crash_on_failure(recovery: asyncio.Future[None]) -> None:
     """A recovery that failed (not one cancelled by a newer rebalance) stops the worker loudly."""
-    if recovery.cancelled() or recovery.exception() is None:
+    if recovery.cancelled():
         return
     error = recovery.exception()
-    assert error is not None
+    if error is None:
+        return
     log.error("pipeline recovery failed: %r", error)
     crashed("recovery", error)
 

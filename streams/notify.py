@@ -133,7 +133,7 @@ async def flush_notification_groups() -> None:
         await _dispatcher.tick(host.pipeline.watermark_ms)
 
 
-@app.on_before_shutdown.connect
+@app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode's SignalHandlerT matches no handler under mypy
 async def stop_dispatcher(sender: Any, **_: Any) -> None:
     """Stop the channel workers and close the HTTP session while the producer still runs;
     deliveries cut short stay pending in the ledger and resume on the next start."""

@@ -12,7 +12,7 @@ SYSTEM_DEPS ?= java:default-jre-headless mvn:maven openssl:openssl kcat:kcat pro
 	promtool:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
 	chromium:chromium
 
-.PHONY: help install system-deps broker broker-stop topics worker simulate demo test test-unit test-integration lint check bench clean
+.PHONY: help install system-deps broker broker-stop topics worker simulate demo test test-unit test-integration lint types check bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -68,7 +68,10 @@ test-unit: install ## pure-core tests and the packages' doctests (no broker)
 lint: install ## ruff
 	$(BIN)/ruff check .
 
-check: lint test ## lint and the whole suite
+types: install ## mypy on the typed packages (agents/ and streams/, config in pyproject.toml)
+	$(BIN)/mypy
+
+check: lint types test ## lint, types, then the whole suite (what CI runs)
 
 bench: topics ## benchmarks (key=value lines)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done

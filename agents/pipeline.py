@@ -38,6 +38,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -238,12 +239,13 @@ class RiskPipeline:
             ts for source, ts in sources
             if wall_s is None or wall_s - self._source_wall.get(source, wall_s) < self.idle_source_secs
         ]
-        if None in active:
+        live = [ts for ts in active if ts is not None]
+        if len(live) < len(active):
             return None
         seen = [ts for _, ts in sources if ts is not None]
         if not seen:
             return None
-        return min(active or seen) - self.allowed_lateness_ms  # type: ignore[type-var]
+        return min(live or seen) - self.allowed_lateness_ms
 
     def poll(self, wall_s: float) -> list[Output]:
         """Re-evaluate the watermark at wall time ``wall_s``: partitions that fell idle since the
@@ -427,7 +429,7 @@ class RiskPipeline:
         for strategy in sorted(self._strategies):
             if self.owns("strategy", strategy):
                 health = self._guarded("strategy_health", None,
-                                       lambda s=strategy: self.risk.strategy_health(s, bar_end))
+                                       partial(self.risk.strategy_health, strategy, bar_end))
                 if health is not None:
                     self._alerts(self._evaluate("strategy", strategy, health, bar_end), out)
         for name in sorted(self._sources) if self.leader else ():
@@ -464,7 +466,7 @@ class RiskPipeline:
             if anomaly is not None:
                 snapshot["anomaly"] = anomaly
         for enrich in self.enrichers:
-            self._guarded("snapshot", portfolio, lambda e=enrich: e(snapshot))
+            self._guarded("snapshot", portfolio, partial(enrich, snapshot))
         non_finite: list[str] = []
         if b"null" in orjson.dumps(snapshot, option=_JSON_OPTIONS):  # orjson writes NaN/inf as null
             _unavailable_non_finite(snapshot, "", non_finite)
@@ -481,7 +483,7 @@ class RiskPipeline:
 
     def _alerts(self, events: Iterable[Any], out: list[Output]) -> None:
         for event in events:
-            self._guarded("alerts", None, lambda e=event: self._alert(e, out))
+            self._guarded("alerts", None, partial(self._alert, event, out))
 
     def _alert(self, event: Any, out: list[Output]) -> None:
         """Publish one alert event, audit it, and issue the control its rule asks for."""

@@ -37,7 +37,7 @@ app = faust.App(
 )
 
 
-@app.on_worker_init.connect
+@app.on_worker_init.connect  # type: ignore[arg-type]  # mode's SignalHandlerT matches no handler under mypy
 def _static_membership(sender: faust.App, **_: object) -> None:
     """Once the worker command has set the web port, name this worker's group membership."""
     if sender.conf.consumer_group_instance_id is None:

@@ -31,6 +31,8 @@ from typing import Any, Protocol, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.pipeline import PipelineStats
+from agents.risk.engine import RiskEngine
 from schemas.contracts import broker_time_ms
 from streams import metrics
 from streams.api.hub import notify_listeners
@@ -68,6 +70,11 @@ class Pipeline(Protocol):
     latest_snapshots: dict[str, dict[str, Any]]
 
     def owns(self, kind: str, name: str) -> bool: ...
+
+    def resume(self) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    stats: PipelineStats
+    risk: RiskEngine
 
 
 class PipelineHost:
@@ -298,7 +305,7 @@ class PipelineHost:
             taken = checkpointer.drain()  # pickled under the lock by the pipeline call; sent outside it
             if self.checkpoints is not None:
                 await self.checkpoints.publish(taken)
-        sent = []
+        sent: list[tuple[str, str, dict[str, Any]]] = []
         for topic_name, key, value in outputs:
             if topic_name == "risk.dlq" and not self.ready.is_set():
                 self.suppressed += 1  # a replayed input's dead letter went out before the restart
@@ -341,10 +348,11 @@ class PipelineHost:
 
 def _crash_on_failure(recovery: asyncio.Future[None]) -> None:
     """A recovery that failed (not one cancelled by a newer rebalance) stops the worker loudly."""
-    if recovery.cancelled() or recovery.exception() is None:
+    if recovery.cancelled():
         return
     error = recovery.exception()
-    assert error is not None
+    if error is None:
+        return
     log.error("pipeline recovery failed: %r", error)
     crashed("recovery", error)
 
@@ -426,7 +434,7 @@ async def recover() -> None:
     if models is not None and settings.model_restore and secret is None:
         log.warning("MEVRISK_CHECKPOINT_SECRET is not set: model checkpoints are neither written nor "
                     "restored, the models start cold")
-    elif models is not None and settings.model_restore and not host.state_ms:
+    elif models is not None and settings.model_restore and secret is not None and not host.state_ms:
         from streams.model_store import restore_models
 
         await restore_models(settings.kafka_bootstrap_servers, models, secret)  # before any event
@@ -622,7 +630,7 @@ async def follow_state_checkpoints() -> None:
             await asyncio.sleep(5.0)
 
 
-@app.on_before_shutdown.connect
+@app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode's SignalHandlerT matches no handler under mypy
 async def stop_state_publisher(sender: Any, **_: Any) -> None:
     """Let a state checkpoint being written finish (at most 10 s), then close its producer."""
     if host._state_sending is not None and not host._state_sending.done():
@@ -632,7 +640,7 @@ async def stop_state_publisher(sender: Any, **_: Any) -> None:
         await host.state_publisher.stop()
 
 
-@app.on_partitions_assigned.connect
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's SignalHandlerT matches no handler under mypy
 async def on_partitions_assigned(sender: Any, assigned: set[TopicPartition], **_: Any) -> None:
     """Tell the host which input partitions are now this worker's (may rebuild its pipeline)."""
     from streams.topics import POSITIONS, STRATEGY_STATS

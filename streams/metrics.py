@@ -99,7 +99,8 @@ def forget_portfolios(keep: set[str]) -> list[str]:
     gone = sorted(_exported - keep)
     for portfolio in gone:
         for gauge, second in _PORTFOLIO_SERIES:
-            for labels in [(portfolio, x) for x in second] or [(portfolio,)]:
+            series: list[tuple[str, ...]] = [(portfolio, x) for x in second] or [(portfolio,)]
+            for labels in series:
                 with contextlib.suppress(KeyError):
                     gauge.remove(*labels)
     _exported.difference_update(gone)

@@ -48,7 +48,8 @@ _starting = asyncio.Lock()
 
 
 async def _record_outcome(record: OutcomeRecord) -> None:
-    assert _notify_audit is not None
+    if _notify_audit is None:  # set before the dispatcher that calls this starts
+        raise RuntimeError("a delivery outcome arrived before the notify audit chain was set")
     entry = _notify_audit.append("delivery", record.to_dict(), record.event_ts_ms or record.ts_ms)
     if not await send_unless_stopping(audit_topic, b"notify", dumps(entry)):
         log.warning("producer closed while shutting down; delivery record %s not audited", entry["seq"])
@@ -132,7 +133,7 @@ async def flush_notification_groups() -> None:
         await _dispatcher.tick(host.pipeline.watermark_ms)
 
 
-@app.on_before_shutdown.connect
+@app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode's SignalHandlerT matches no handler under mypy
 async def stop_dispatcher(sender: Any, **_: Any) -> None:
     """Stop the channel workers and close the HTTP session while the producer still runs;
     deliveries cut short stay pending in the ledger and resume on the next start."""

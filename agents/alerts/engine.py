@@ -225,7 +225,8 @@ class AlertEngine:
         if st.status == "pending":
             cands.append((st.active_since_ms + rule.for_ms, 1, "firing"))
         else:
-            assert st.starts_at_ms is not None
+            if st.starts_at_ms is None:  # firing states always carry their start
+                raise AlertsError(f"alert of rule {rule.name!r} is {st.status} without a start time")
             if st.false_since_ms is not None:
                 cands.append((st.false_since_ms + rule.keep_firing_for_ms, 0, "resolved"))
             if not st.acknowledged and st.escalation_level < len(rule.escalate):
@@ -270,7 +271,8 @@ class AlertEngine:
 
     def _escalate(self, rule: Rule, st: AlertState, ts_ms: int,
                   events: list[AlertEvent]) -> None:
-        assert st.starts_at_ms is not None
+        if st.starts_at_ms is None:  # only a firing alert escalates
+            raise AlertsError(f"alert of rule {rule.name!r} escalates without a start time")
         prev = st.severity
         while (st.escalation_level < len(rule.escalate)
                and st.starts_at_ms + rule.escalate[st.escalation_level].after_ms <= ts_ms):

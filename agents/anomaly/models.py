@@ -338,8 +338,10 @@ class ModelBundle:
                 f"model checkpoint has state version {version}, this build reads version "
                 f"{STATE_VERSION}; refusing to load it (start cold or migrate the checkpoint)"
             )
+        from agents.state.codec import unpickle_model  # the model class allowlist (local: no cycle)
+
         try:
-            bundle = pickle.loads(data[len(MAGIC) + _HEADER.size :])
+            bundle = unpickle_model(data[len(MAGIC) + _HEADER.size :])
         except Exception as exc:  # corrupt payload: surface one clear error type
             raise ModelStateError(f"model checkpoint is corrupt: {exc!r}") from exc
         if not isinstance(bundle, cls):

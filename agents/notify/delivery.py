@@ -155,7 +155,7 @@ class Dispatcher:
         self._own_session = session is None
         self._transports: dict[str, Transport] = dict(transports or {})
         self._sleep = sleep
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 -- seeded retry jitter, not a secret
         self._clock_ms = clock_ms
         self._monotonic = monotonic
         self._enabled = [n for n, c in config.channels.items() if c.enabled]

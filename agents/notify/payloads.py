@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from agents.notify.config import ChannelConfig, NotifyConfig
+from agents.notify.errors import NotifyConfigError
 from agents.notify.model import (
     AlertEvent,
     Batch,
@@ -113,7 +114,8 @@ def webhook_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig) 
     headers = {**channel.headers, "Idempotency-Key": batch.batch_id}
     if channel.secret is not None:
         headers["X-MevRisk-Signature"] = sign(body, channel.secret.get_secret_value())
-    assert channel.url is not None
+    if channel.url is None:  # the config validator requires it of an enabled channel
+        raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs url")
     return HttpRequest("POST", channel.url, body, headers)
 
 
@@ -156,7 +158,8 @@ def _mrkdwn(text: str) -> str:
 
 
 def slack_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig) -> HttpRequest:
-    assert channel.url is not None
+    if channel.url is None:  # the config validator requires it of an enabled channel
+        raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs url")
     return HttpRequest("POST", channel.url, _json(slack_message(batch, config)),
                        dict(channel.headers))
 
@@ -217,7 +220,8 @@ def sms_text(batch: Batch) -> str:
 
 def sms_requests(batch: Batch, channel: ChannelConfig) -> list[HttpRequest]:
     """One form POST per recipient to ``{base_url}/2010-04-01/Accounts/{sid}/Messages.json``."""
-    assert channel.base_url and channel.account_sid and channel.auth_token
+    if not (channel.base_url and channel.account_sid and channel.auth_token):  # validated at config load
+        raise NotifyConfigError(f"channel {channel.name!r} (sms) needs base_url, account_sid and auth_token")
     sid = channel.account_sid
     url = f"{channel.base_url.rstrip('/')}/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json"
     token = channel.auth_token.get_secret_value()
@@ -253,7 +257,8 @@ def pagerduty_event(event: AlertEvent, channel: ChannelConfig, config: NotifyCon
     action = pagerduty_action(event)
     if action is None:
         return None
-    assert channel.routing_key is not None
+    if channel.routing_key is None:  # the config validator requires it of an enabled channel
+        raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs routing_key")
     body: dict[str, Any] = {
         "routing_key": channel.routing_key.get_secret_value(),
         "event_action": action,
@@ -288,7 +293,8 @@ def pagerduty_event(event: AlertEvent, channel: ChannelConfig, config: NotifyCon
 def pagerduty_requests(batch: Batch, channel: ChannelConfig, config: NotifyConfig
                        ) -> list[HttpRequest]:
     """One Events API call per event (PagerDuty dedups by fingerprint itself)."""
-    assert channel.url is not None
+    if channel.url is None:  # the config validator requires it of an enabled channel
+        raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs url")
     out = []
     for event in batch.events:
         body = pagerduty_event(event, channel, config)
@@ -326,7 +332,8 @@ def alertmanager_alert(event: AlertEvent, config: NotifyConfig) -> dict[str, Any
 def alertmanager_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig
                          ) -> HttpRequest:
     """``POST {base_url}/api/v2/alerts`` with every event's latest state."""
-    assert channel.base_url is not None
+    if channel.base_url is None:  # the config validator requires it of an enabled channel
+        raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs base_url")
     body = _json([alertmanager_alert(a, config) for a in batch.alerts])
     return HttpRequest("POST", f"{channel.base_url.rstrip('/')}/api/v2/alerts", body,
                        dict(channel.headers))

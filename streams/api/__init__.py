@@ -123,7 +123,8 @@ def _replicate_outputs(hub: EventHub) -> Any:
                                     max_partition_fetch_bytes=4_194_304)
         await consumer.start()
         try:
-            while {tp.topic for tp in consumer.assignment()} != set(names):
+            # ASYNC110: aiokafka has no event for a group-less subscription's assignment, so it is polled
+            while {tp.topic for tp in consumer.assignment()} != set(names):  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
             partitions = sorted(consumer.assignment())
             begin = await consumer.beginning_offsets(partitions)

@@ -38,6 +38,7 @@ from streams import metrics
 from streams.api.hub import notify_listeners
 from streams.app import app
 from streams.codecs import dumps
+from streams.host_reads import HostReads
 from streams.sending import send_unless_stopping
 from streams.settings import get_settings
 from streams.supervision import crashed, register, supervised
@@ -77,8 +78,9 @@ class Pipeline(Protocol):
     risk: RiskEngine
 
 
-class PipelineHost:
-    """Serialises access to the pipeline (one asyncio lock) and sends what it emits."""
+class PipelineHost(HostReads):
+    """Serialises access to the pipeline (one asyncio lock) and sends what it emits; the web views
+    read it through :class:`streams.host_reads.HostReads` only."""
 
     def __init__(self) -> None:
         self.pipeline: Pipeline | None = None

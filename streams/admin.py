@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
+from streams import kafka_clients
 
 TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
 
 
 async def create_topics(bootstrap: str, specs, partitions: int, replication: int) -> dict[str, str]:
     """Create every topic in ``specs`` that does not exist; return name -> created|exists."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_clients.admin(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -237,13 +237,18 @@ def start(broker: LocalBroker, wait_s: float = 90.0) -> int:
     )
 
 
+def last_started_secured(broker: LocalBroker) -> bool | None:
+    """Whether the broker last configured on this port is the secured one (None: never started)."""
+    try:
+        return "sasl.enabled.mechanisms" in broker.config_file.read_text()
+    except FileNotFoundError:
+        return None
+
+
 def _check_mode(broker: LocalBroker) -> None:
     """Refuse to wait for a running broker of the other mode (secured or not) on the same port."""
-    try:
-        running_secured = "sasl.enabled.mechanisms" in broker.config_file.read_text()
-    except FileNotFoundError:
-        return
-    if running_secured != broker.secured:
+    running_secured = last_started_secured(broker)
+    if running_secured is not None and running_secured != broker.secured:
         mode = "a secured" if running_secured else "an unsecured"
         raise BrokerError(f"{mode} broker already runs on port {broker.port}; stop it first "
                           f"('mevrisk broker stop --port {broker.port}')")

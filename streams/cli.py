@@ -11,16 +11,23 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.settings import REPO_ROOT, get_settings
+
+if TYPE_CHECKING:
+    from streams.kafka_acls import AclRule
 
 OWN_COMMANDS = {"broker", "topics", "schemas", "simulate", "replay", "var", "backtest-var", "rules", "audit"}
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
-    from streams.broker import LocalBroker, main_broker
+    from streams.broker import LocalBroker, last_started_secured, main_broker
 
-    broker = LocalBroker(port=args.port, controller_port=args.port + 1, secured=args.secured)
+    # status probes with the admin's credentials when the broker on this port is the secured one
+    secured = args.secured or (args.action == "status"
+                               and bool(last_started_secured(LocalBroker(port=args.port))))
+    broker = LocalBroker(port=args.port, controller_port=args.port + 1, secured=secured)
     if args.action == "acls":
         return _print_acls(args)
     code = main_broker(args.action, broker)
@@ -32,7 +39,7 @@ def _cmd_broker(args: argparse.Namespace) -> int:
     return code
 
 
-def _acl_plan() -> tuple:
+def _acl_plan() -> tuple[AclRule, ...]:
     from streams.kafka_acls import Principals, acl_plan
 
     settings = get_settings()

@@ -97,3 +97,27 @@ def test_the_scan_sees_a_direct_construction(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import aiokafka\nc = aiokafka.AIOKafkaConsumer('t')\np = AIOKafkaProducer()\n")
     assert _direct_constructions(module) == [2, 3]
+
+
+def test_refused_credentials_and_denied_requests_are_one_clear_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+
+    from streams import commands
+
+    settings = _settings(kafka_sasl_username="mevrisk-bot", kafka_sasl_password="p")
+    monkeypatch.setattr(commands, "get_settings", lambda: settings)
+
+    def refused(_: argparse.Namespace) -> int:
+        raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 9192)]")
+
+    def denied(_: argparse.Namespace) -> int:
+        raise TopicAuthorizationFailedError("creating topic risk.dlq: not allowed")
+
+    assert commands.run_guarded(refused, argparse.Namespace()) == 2
+    assert "as User:mevrisk-bot" in capsys.readouterr().err
+    assert commands.run_guarded(denied, argparse.Namespace()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Kafka denied this to User:mevrisk-bot") and err.count("\n") == 1

@@ -77,4 +77,4 @@ bench: topics ## benchmarks (key=value lines)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean: broker-stop ## stop the broker and remove caches (keeps the Kafka jars)
-	rm -rf .cache/kafka/data-* .cache/worker .pytest_cache
+	rm -rf .cache/kafka/data-* .cache/kafka/secured-* .cache/worker .pytest_cache

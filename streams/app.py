@@ -8,6 +8,7 @@ import faust
 from faust.exceptions import AlreadyConfiguredWarning
 
 import streams.codecs  # noqa: F401 - registers the orjson codec before any record is used
+from streams.kafka_clients import faust_credentials
 from streams.membership import instance_id, leave_on_close
 from streams.settings import get_settings
 
@@ -16,6 +17,7 @@ _settings = get_settings()
 app = faust.App(
     _settings.app_id,
     broker=f"kafka://{_settings.kafka_bootstrap_servers}",
+    broker_credentials=faust_credentials(_settings),  # None: PLAINTEXT (MEVRISK_KAFKA_* unset)
     store="memory://",
     datadir=str(_settings.data_dir),
     topic_partitions=_settings.topic_partitions,

@@ -188,7 +188,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_guarded(func: Any, args: argparse.Namespace) -> int:
     """Run a subcommand; project errors become one clear line on stderr and exit code 2."""
-    from aiokafka.errors import KafkaConnectionError
+    from aiokafka.errors import (
+        ClusterAuthorizationFailedError,
+        GroupAuthorizationFailedError,
+        KafkaConnectionError,
+        TopicAuthorizationFailedError,
+    )
 
     try:
         return int(func(args) or 0)
@@ -196,7 +201,18 @@ def run_guarded(func: Any, args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KafkaConnectionError:
-        bootstrap = get_settings().kafka_bootstrap_servers
-        print(f"error: cannot reach Kafka at {bootstrap}; start the local broker with "
-              "'mevrisk broker start' or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        settings = get_settings()
+        bootstrap, user = settings.kafka_bootstrap_servers, settings.kafka_sasl_username
+        if user is not None:
+            print(f"error: cannot connect to Kafka at {bootstrap} as User:{user}; is the broker up, and "
+                  "are MEVRISK_KAFKA_SASL_USERNAME / _PASSWORD / _MECHANISM right?", file=sys.stderr)
+        else:
+            print(f"error: cannot reach Kafka at {bootstrap}; start the local broker with "
+                  "'mevrisk broker start' or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    except (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
+            ClusterAuthorizationFailedError) as exc:
+        user = get_settings().kafka_sasl_username
+        print(f"error: Kafka denied this to User:{user or 'ANONYMOUS'} ({exc}); see the README's "
+              "Secured broker for who may do what", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from agents.pipeline import PipelineStats
 from agents.risk.engine import RiskEngine
 from schemas.contracts import broker_time_ms
-from streams import metrics
+from streams import kafka_clients, metrics
 from streams.api.hub import notify_listeners
 from streams.app import app
 from streams.codecs import dumps
@@ -565,7 +565,7 @@ async def _screen_tick(message: Any) -> dict[str, Any] | None:
 async def replicate_market_feed() -> None:
     """Read every partition of the ticks topic (no consumer group) into this worker's pipeline."""
     settings = get_settings()
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -669,7 +669,7 @@ async def measure_consumer_lag() -> None:
     settings = get_settings()
     try:
         committed = await committed_offsets(settings.kafka_bootstrap_servers, app.conf.id)
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+        consumer = kafka_clients.consumer(bootstrap_servers=settings.kafka_bootstrap_servers)
         await consumer.start()
         try:
             metadata = await consumer._client.fetch_all_metadata()  # no public listing call

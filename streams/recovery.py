@@ -28,9 +28,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.contracts import ContractError, broker_time_ms, validate_bytes
+from streams import kafka_clients
 from streams.settings import get_settings
 from streams.topics import ALERTS, AUDIT, CONTROLS, POSITIONS, SNAPSHOTS, STRATEGY_STATS, contract_topic
 
@@ -145,7 +145,7 @@ async def _read_ranges(
 async def read_partition(bootstrap: str, topic: str, partition: int, first: int, end: int) -> list[Any]:
     """The records ``[first, end)`` of ``topic[partition]`` (Kafka topic name), read outside the
     consumer group (``streams.continuity``: a hole Faust's stream left)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     records: list[Any] = []
     tp = TopicPartition(topic, partition)
@@ -185,7 +185,7 @@ def _add_head(heads: OutputHeads, topic: str, message: Any) -> None:
 async def read_output_heads(bootstrap: str) -> OutputHeads:
     """Scan the tails of the output topics."""
     heads = OutputHeads()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         # every offset is asked before anything is assigned, and all tails are read in one pass:
@@ -241,7 +241,7 @@ async def schedule_operator_actions(bootstrap: str, pipeline: Any, *, restored: 
 async def committed_offsets(bootstrap: str, group_id: str) -> dict[TopicPartition, int]:
     """The group's committed offsets, read with the admin API (a consumer of the group would
     wait for the rebalance that a killed member leaves behind)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_clients.admin(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group_id)
@@ -267,7 +267,7 @@ async def bootstrap_inputs(
     ``reached``: filled with the end of each range read, per contract ``(topic, partition)``: the
     next offset the live agents must deliver (records skipped here are before it)."""
     committed = await committed_offsets(bootstrap, group_id)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     count = 0
 

@@ -25,6 +25,7 @@ import contextlib
 import logging
 from typing import Any
 
+from streams import kafka_clients
 from streams.api.auth import ApiConfigError, Role, TokenStore, load_token_mapping
 from streams.api.config import ApiSettings, get_api_settings
 from streams.api.hub import HUB, EventHub, notify_listeners
@@ -110,14 +111,12 @@ def _replicate_outputs(hub: EventHub) -> Any:
         """Read every partition of the output topics (no consumer group) into the hub, so any
         worker answers for any portfolio and streams every portfolio's events; from
         ``risk.audit`` the hub keeps delivery outcomes and follows silences."""
-        from aiokafka import AIOKafkaConsumer
-
         from streams.settings import get_settings
         from streams.topics import ALERTS, AUDIT, CONTROLS, SNAPSHOTS, contract_topic
 
         names = (SNAPSHOTS, ALERTS, CONTROLS, AUDIT)
         # no group: aiokafka assigns every partition of the subscribed topics to this consumer
-        consumer = AIOKafkaConsumer(*names, group_id=None,
+        consumer = kafka_clients.consumer(*names, group_id=None,
                                     bootstrap_servers=get_settings().kafka_bootstrap_servers,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     max_partition_fetch_bytes=4_194_304)

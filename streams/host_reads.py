@@ -78,6 +78,11 @@ class HostReads:
                  "effective_state": ks.effective_state(strategy=s).value}
                 for s in pipeline.risk.health.strategies()]
 
+    def scenario_descriptions(self) -> dict[str, str]:
+        """Stress scenario name -> its description (``deploy/config/scenarios.yaml``)."""
+        risk = getattr(self.pipeline, "risk", None)
+        return {sc.name: sc.description for sc in getattr(risk, "scenarios", ())}
+
     def trading_states(self) -> dict[str, Any]:
         """The kill switch's state per scope (``KillSwitch.to_dict``)."""
         return self.pipeline.kill_switch.to_dict() if self.pipeline is not None else {}
@@ -116,8 +121,11 @@ class HostReads:
 
     # ---- health ------------------------------------------------------------------------------
     def sources(self) -> list[dict[str, Any]]:
-        """Input sources with their age and status (ACTIVE, STALE...)."""
-        return self.pipeline.sources() if self.pipeline is not None else []
+        """Input sources with their age, status (ACTIVE, INACTIVE, or ERROR after more than 5
+        consecutive rejected messages) and ``error_count`` (``agents.source_errors``)."""
+        rows = self.pipeline.sources() if self.pipeline is not None else []
+        errors = getattr(self, "source_errors", None)
+        return errors.annotate(rows) if errors is not None else rows
 
     def pipeline_stats(self) -> dict[str, Any]:
         """The pipeline's counters (``PipelineStats`` as a dict)."""

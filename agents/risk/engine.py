@@ -420,15 +420,17 @@ class RiskEngine:
 
     def _position_row(self, pos: Any, exposure: float, risk: float,
                       gross: float) -> dict[str, Any]:
-        """Seed REST fields of one position; risk_percentage = 100 * component VaR99 / gross."""
-        pct = 100.0 * risk / gross if gross > 0 else 0.0
+        """Seed REST fields of one position: ``risk_percentage`` = component VaR99 / gross, a fraction
+        as in the seed (0.05 = 5 %); ``risk_percent`` the same x 100."""
+        fraction = risk / gross if gross > 0 else 0.0
+        pct = 100.0 * fraction
         cfg = self.config
         level = ("HIGH" if pct > cfg.position_risk_high_pct else
                  "MEDIUM" if pct > cfg.position_risk_medium_pct else "LOW")
         return {"id": pos.pid, "type": pos.kind, "kind": pos.kind, "strategy": pos.strategy,
                 "asset": pos.asset, "chain": pos.chain, "protocol": pos.protocol,
                 "exposure_usd": exposure, "risk_amount_usd": risk,
-                "risk_percentage": pct, "risk_level": level, "confidence": 0.99}
+                "risk_percentage": fraction, "risk_percent": pct, "risk_level": level, "confidence": 0.99}
 
     def market_summary(self) -> dict[str, Any]:
         """Gas per chain (gwei mean/p95/max), market volatility and liquidity ratio."""

@@ -70,7 +70,8 @@ SCHEMAS: dict[str, Any] = {
                    "message": STR, "status": STR, "state": STR, "acknowledged": BOOL, "resolved": BOOL},
                   {"data": OBJ, "labels": OBJ, "annotations": OBJ, "startsAt": STR, "endsAt": STR,
                    "acknowledged_at": NULLABLE_STR, "resolved_at": NULLABLE_STR,
-                   "escalated_from": NULLABLE_STR, "portfolio": NULLABLE_STR}),
+                   "escalated_from": NULLABLE_STR, "escalated_at": NULLABLE_STR, "portfolio": NULLABLE_STR,
+                   "notifications_sent": {"type": "array", "items": STR}}),
     "Alerts": _obj({"alerts": {"type": "array", "items": _ref("Alert")}, "total_alerts": INT,
                     "filters": _obj({"severity": NULLABLE_STR, "unresolved_only": BOOL, "limit": INT},
                                     {"state": NULLABLE_STR, "portfolio": NULLABLE_STR})}),
@@ -122,6 +123,27 @@ SCHEMAS: dict[str, Any] = {
     "Deliveries": _obj({"deliveries": {"type": "array", "items": _ref("Delivery")}, "total": INT,
                         "filters": OBJ}, {"ts_ms": INT}),
     "WhoAmI": _obj({"name": STR, "role": STR, "anonymous": BOOL, "tokens_configured": BOOL}),
+    # ---- the seed dashboard's unversioned API (streams/api/seed.py) ----
+    "NoData": _obj({"status": {"type": "string", "enum": ["no_data"]}}),
+    "SeedRiskOverview": {"anyOf": [_ref("NoData"), _obj({
+        "risk_rating": STR, "total_exposure": NUM, "var_95": NUM, "var_99": NUM,
+        "max_concentration": NUM, "correlation_risk": NUM, "last_update": STR, "active_alerts": INT,
+        "risk_trend": {"type": "array", "items": OBJ}})]},
+    "SeedPositions": {"anyOf": [_ref("NoData"), _obj({
+        "positions": {"type": "array", "items": _obj(
+            {"id": STR, "type": STR, "risk_amount": NUM, "risk_percentage": NUM, "exposure": NUM,
+             "risk_level": {"type": "string", "enum": ["HIGH", "MEDIUM", "LOW"]}})},
+        "total_positions": INT, "high_risk_positions": INT, "last_update": STR})]},
+    "SeedAlerts": _obj({"alerts": {"type": "array", "items": _ref("Alert")}, "total_alerts": INT,
+                        "unresolved_alerts": INT}),
+    "SeedVarData": {"anyOf": [_ref("NoData"), _obj({
+        "var_95": NUM, "var_99": NUM, "expected_shortfall_95": NUM, "expected_shortfall_99": NUM,
+        "confidence_level": STR, "var_trend": {"type": "array", "items": OBJ}, "last_update": STR})]},
+    "SeedStressTests": {"anyOf": [_ref("NoData"), _obj({
+        "scenarios": {"type": "object", "additionalProperties": _obj(
+            {"total_impact": NUM, "impact_percentage": NUM, "worst_position": NULLABLE_STR,
+             "scenario_description": STR})},
+        "most_dangerous_scenario": NULLABLE_STR, "last_update": STR})]},
 }
 
 
@@ -190,6 +212,19 @@ def document() -> dict[str, Any]:
                                                [PORTFOLIO_Q])},
         "/api/v1/risk/var": {"get": _get("VaR / ES and recent VaR history", "Var", [PORTFOLIO_Q])},
         "/api/v1/stress-tests": {"get": _get("Stress scenario results", "StressTests", [PORTFOLIO_Q])},
+        "/api/risk-overview": {"get": _get("Seed dashboard: headline risk", "SeedRiskOverview",
+                                           [PORTFOLIO_Q])},
+        "/api/positions": {"get": _get("Seed dashboard: positions (risk_percentage a fraction)",
+                                       "SeedPositions", [PORTFOLIO_Q])},
+        "/api/alerts": {"get": _get("Seed dashboard: newest alerts", "SeedAlerts", [
+            ALERT_PARAMS[0], ALERT_PARAMS[2], ALERT_PARAMS[3],
+            _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}, "max rows")],
+            not_found=False)},
+        "/api/var-data": {"get": _get("Seed dashboard: VaR / ES and VaR trend", "SeedVarData",
+                                      [PORTFOLIO_Q])},
+        "/api/stress-tests": {"get": _get("Seed dashboard: stress scenarios (seed names)", "SeedStressTests",
+                                          [PORTFOLIO_Q, _q("scenario", STR, "one scenario, ours or the "
+                                                           "seed's name (gas_price_spike)")])},
         "/api/v1/predictions": {"get": _get("Anomaly scores (404 while no scorer runs)", "Predictions",
                                             [PORTFOLIO_Q])},
         "/api/v1/health": {"get": _get("Monitors of the monitors", "Health", not_found=False)},

@@ -68,6 +68,11 @@ class HostReads:
         """Latest snapshot per portfolio this worker computed (a copy of the mapping)."""
         return dict(self.pipeline.latest_snapshots) if self.pipeline is not None else {}
 
+    def firm_risk(self, snapshots: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """The firm view of these snapshots over this worker's market scenarios
+        (``RiskEngine.firm``); None without a pipeline."""
+        return self.pipeline.risk.firm(snapshots) if self.pipeline is not None else None
+
     def strategy_rows(self) -> list[dict[str, Any]]:
         """Health of every strategy with statistics, with its own and its effective trading state."""
         pipeline = self.pipeline

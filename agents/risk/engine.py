@@ -432,6 +432,16 @@ class RiskEngine:
                 "exposure_usd": exposure, "risk_amount_usd": risk,
                 "risk_percentage": fraction, "risk_percent": pct, "risk_level": level, "confidence": 0.99}
 
+    def firm(self, snapshots: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The firm view of these portfolio snapshots over this engine's current scenarios
+        (:func:`agents.risk.firm.firm_overview`; the market window is the same on every worker)."""
+        from agents.risk.firm import firm_overview
+
+        n = len(self.assets)
+        columns = {name: i for i, name in enumerate(self.assets.names[:n])}
+        correlation = self.ewma.correlation(n) if n else np.zeros((0, 0))
+        return firm_overview(snapshots, columns, self.window.scenarios(n), correlation, self.config.rating)
+
     def market_summary(self) -> dict[str, Any]:
         """Gas per chain (gwei mean/p95/max), market volatility and liquidity ratio."""
         n = len(self.assets)

@@ -20,10 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from agents.risk import rating as ratinglib
 from agents.risk import var as varlib
+from agents.risk.book import concentration
+from agents.risk.engine import correlation_risk
 
 CONFIDENCES = (0.95, 0.99)
 
@@ -84,3 +88,48 @@ def scenario_pnl(exposure_by_asset: Mapping[str, float], asset_columns: Mapping[
         if col is not None and col < e.size:
             e[col] += float(usd)
     return simple_returns @ e if simple_returns.size else np.zeros(simple_returns.shape[0])
+
+
+def firm_overview(snapshots: Mapping[str, Mapping[str, Any]], asset_columns: Mapping[str, int],
+                  simple_returns: np.ndarray, correlation: np.ndarray,
+                  thresholds: ratinglib.RatingThresholds) -> dict[str, Any]:
+    """The firm's figures from every portfolio's latest snapshot (its net signed exposure per
+    asset, ``exposure_by_asset``) and the shared scenarios (``simple_returns``: rows scenarios,
+    columns ``asset_columns``): exposures summed; VaR/ES 95/99 from the joint P&L vector;
+    ``sum_of_var_*`` and ``diversification_*`` beside them; concentration, correlation risk
+    (``correlation``: the assets' correlation matrix) and the rating of the firm's net exposures,
+    by the same rules as a portfolio's. Money in USD; VaR/ES positive = loss, one bar."""
+    n = simple_returns.shape[1] if simple_returns.ndim == 2 else 0
+    vectors = {name: scenario_pnl(s.get("exposure_by_asset") or {}, asset_columns, simple_returns)
+               for name, s in snapshots.items()}
+    risk = aggregate(vectors)
+    net_by_asset = np.zeros(n)
+    for s in snapshots.values():
+        for asset, usd in (s.get("exposure_by_asset") or {}).items():
+            col = asset_columns.get(asset)
+            if col is not None and col < n:
+                net_by_asset[col] += float(usd)
+    gross = float(sum(float(s.get("total_exposure_usd", 0.0) or 0.0) for s in snapshots.values()))
+    conc, hhi = concentration(net_by_asset, gross) if n else (0.0, 0.0)
+    corr_risk = correlation_risk(correlation[:n, :n], net_by_asset) if n else 0.0
+    rating, score, reasons = ratinglib.rate(risk.var[0.95], risk.var[0.99], gross, conc, corr_risk,
+                                            thresholds)
+    return {
+        "portfolios": sorted(snapshots),
+        "total_exposure_usd": gross,
+        "net_exposure_usd": float(sum(float(s.get("net_exposure_usd", 0.0) or 0.0)
+                                      for s in snapshots.values())),
+        "active_positions": int(sum(int(s.get("active_positions", 0) or 0) for s in snapshots.values())),
+        "var_95_usd": risk.var[0.95], "var_99_usd": risk.var[0.99],
+        "es_95_usd": risk.es[0.95], "es_99_usd": risk.es[0.99],
+        "sum_of_var_95_usd": sum(v[0.95] for v in risk.standalone_var.values()),
+        "sum_of_var_99_usd": sum(v[0.99] for v in risk.standalone_var.values()),
+        "diversification_95_usd": risk.diversification_usd(0.95),
+        "diversification_99_usd": risk.diversification_usd(0.99),
+        "n_scenarios": risk.n_scenarios,
+        "max_concentration": conc, "hhi": hhi, "correlation_risk": corr_risk,
+        "rating": rating.value, "rating_score": score, "rating_reasons": reasons,
+        "standalone": {name: {"var_95_usd": risk.standalone_var[name][0.95],
+                              "var_99_usd": risk.standalone_var[name][0.99],
+                              "es_99_usd": risk.standalone_es[name][0.99]} for name in sorted(vectors)},
+    }

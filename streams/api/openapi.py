@@ -34,9 +34,11 @@ SCHEMAS: dict[str, Any] = {
     "Overview": _obj({
         "timestamp": STR, "portfolio_risk_rating": STR, "total_exposure": NUM, "var_95": NUM,
         "var_99": NUM, "max_concentration": NUM, "correlation_risk": NUM, "active_positions": INT,
-        "alerts": INT, "portfolio": STR, "portfolios": {"type": "array", "items": STR}},
+        "alerts": INT, "portfolio": NULLABLE_STR, "portfolios": {"type": "array", "items": STR}},
         {"ts_ms": INT, "expected_shortfall_95": NUM, "expected_shortfall_99": NUM,
-         "rating_score": NUM, "portfolio_alerts": INT, "worst_stress_scenario": NULLABLE_STR}),
+         "rating_score": NUM, "portfolio_alerts": INT, "worst_stress_scenario": NULLABLE_STR,
+         "scope": STR, "sum_of_var_95": NUM, "sum_of_var_99": NUM, "diversification_95": NUM,
+         "diversification_99": NUM, "per_portfolio": {"type": "array", "items": OBJ}}),
     "Position": _obj({"id": STR, "type": STR, "risk_amount": NUM, "risk_percentage": NUM,
                       "exposure": NUM, "confidence": NUM},
                      {"strategy": STR, "asset": STR, "risk_level": STR, "component_var_99": NUM}),
@@ -207,7 +209,10 @@ def document() -> dict[str, Any]:
                                                                "content": {"application/json": {
                                                                    "schema": OBJ}}}}}},
         "/api/v1/whoami": {"get": _get("The caller's actor name and role", "WhoAmI", not_found=False)},
-        "/api/v1/risk/overview": {"get": _get("Headline risk of one portfolio", "Overview", [PORTFOLIO_Q])},
+        "/api/v1/risk/overview": {"get": _get(
+            "Headline risk of one portfolio, or without ?portfolio= of the firm (VaR/ES of the joint "
+            "P&L vector, per_portfolio beside it)", "Overview",
+            [{**PORTFOLIO_Q, "description": "Portfolio id (default: the firm, every portfolio)"}])},
         "/api/v1/risk/positions": {"get": _get("Positions sorted by component VaR 99", "Positions",
                                                [PORTFOLIO_Q])},
         "/api/v1/risk/var": {"get": _get("VaR / ES and recent VaR history", "Var", [PORTFOLIO_Q])},

@@ -47,6 +47,40 @@ def overview(snapshot: Mapping[str, Any], portfolios: list[str], unresolved: int
     }
 
 
+def firm_overview(firm: Mapping[str, Any], snapshots: Mapping[str, Mapping[str, Any]], unresolved: int,
+                  unresolved_by_portfolio: Mapping[str, int]) -> dict[str, Any]:
+    """``GET /api/v1/risk/overview`` without ``?portfolio=``: the firm (``RiskEngine.firm``) under
+    the seed's names, and every portfolio's own overview in ``per_portfolio`` (with its stand-alone
+    VaR over the same scenarios the firm's is read from)."""
+    ts = max((int(s.get("ts_ms", 0)) for s in snapshots.values()), default=0)
+    portfolios = sorted(snapshots)
+    rows = []
+    for name in portfolios:
+        row = overview(snapshots[name], portfolios, unresolved, unresolved_by_portfolio.get(name, 0))
+        row.pop("portfolios")
+        rows.append({**row, "standalone": (firm.get("standalone") or {}).get(name)})
+    return {
+        "scope": "firm", "portfolio": None, "portfolios": portfolios,
+        "timestamp": rfc3339(ts), "ts_ms": ts,
+        "portfolio_risk_rating": firm["rating"], "rating_score": firm["rating_score"],
+        "rating_reasons": firm["rating_reasons"],
+        "total_exposure": firm["total_exposure_usd"], "net_exposure": firm["net_exposure_usd"],
+        "var_95": firm["var_95_usd"], "var_99": firm["var_99_usd"],
+        "expected_shortfall_95": firm["es_95_usd"], "expected_shortfall_99": firm["es_99_usd"],
+        "sum_of_var_95": firm["sum_of_var_95_usd"], "sum_of_var_99": firm["sum_of_var_99_usd"],
+        "diversification_95": firm["diversification_95_usd"],
+        "diversification_99": firm["diversification_99_usd"],
+        "var_method": "historical simulation of the joint P&L vector (sum of the portfolios' scenario "
+                      "P&L), not a sum of VaRs",
+        "n_scenarios": firm["n_scenarios"],
+        "max_concentration": firm["max_concentration"], "hhi": firm["hhi"],
+        "correlation_risk": firm["correlation_risk"],
+        "active_positions": firm["active_positions"],
+        "alerts": unresolved,
+        "per_portfolio": rows,
+    }
+
+
 def positions(snapshot: Mapping[str, Any], portfolios: list[str]) -> dict[str, Any]:
     """Positions sorted by component VaR 99 (largest risk first)."""
     rows = []

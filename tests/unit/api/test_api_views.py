@@ -32,8 +32,8 @@ async def _json(client, path: str, headers=VIEWER, status: int = 200) -> dict:
 
 
 # ---- reads ------------------------------------------------------------------------------
-async def test_overview_defaults_to_first_portfolio_and_lists_them(client, host: FakeHost) -> None:
-    body = await _json(client, "/api/v1/risk/overview")
+async def test_overview_of_one_portfolio_lists_them_all(client, host: FakeHost) -> None:
+    body = await _json(client, "/api/v1/risk/overview?portfolio=alpha")
     assert set(body) >= SEED_OVERVIEW
     assert body["portfolio"] == "alpha" and body["portfolios"] == ["alpha", "beta"]
     snap = host.pipeline.latest_snapshots["alpha"]

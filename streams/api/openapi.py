@@ -15,6 +15,7 @@ BOOL = {"type": "boolean"}
 OBJ = {"type": "object"}
 NULLABLE_NUM = {"type": ["number", "null"]}
 NULLABLE_STR = {"type": ["string", "null"]}
+TS_MS = {"type": "integer", "minimum": 0, "maximum": 2**53}
 
 
 def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -77,6 +78,11 @@ SCHEMAS: dict[str, Any] = {
     "Alerts": _obj({"alerts": {"type": "array", "items": _ref("Alert")}, "total_alerts": INT,
                     "filters": _obj({"severity": NULLABLE_STR, "unresolved_only": BOOL, "limit": INT},
                                     {"state": NULLABLE_STR, "portfolio": NULLABLE_STR})}),
+    "AlertSummary": _obj({"total_alerts": INT, "by_severity": OBJ, "by_type": OBJ, "active_alerts": INT,
+                          "acknowledged_alerts": INT, "average_response_time": NULLABLE_NUM,
+                          "by_state": OBJ, "mtta_seconds": NULLABLE_NUM, "mttr_seconds": NULLABLE_NUM},
+                         {"resolved_alerts": INT, "mtta_seconds_by_severity": OBJ,
+                          "mttr_seconds_by_severity": OBJ, "filters": OBJ}),
     "AlertAction": {**_obj({"alert_id": STR, "action": {"type": "string",
                                                         "enum": ["acknowledge", "resolve"]}},
                            {"comment": STR})},
@@ -237,6 +243,12 @@ def document() -> dict[str, Any]:
             "get": _get("Alerts, newest first", "Alerts", ALERT_PARAMS, not_found=False),
             "post": _write("Acknowledge or resolve an alert", "AlertAction", "Message", "operator",
                            not_found=True)},
+        "/api/v1/alerts/summary": {"get": _get(
+            "Alert counts by severity, rule and state, MTTA and MTTR (seed: average_response_time)",
+            "AlertSummary", [
+                _q("start_ms", TS_MS, "alerts that fired at or after (ms)"),
+                _q("end_ms", TS_MS, "alerts that fired before (ms)"),
+                _q("portfolio", STR, "portfolio label")], not_found=False)},
         "/api/v1/silences": {
             "get": _get("Silences", "Silences", not_found=False),
             "post": _write("Create a silence", "NewSilence", "SilenceCreated", "operator", status="201")},

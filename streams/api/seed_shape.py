@@ -38,17 +38,16 @@ def risk_level(fraction: float) -> str:
     return "HIGH" if fraction > HIGH_RISK else "MEDIUM" if fraction > MEDIUM_RISK else "LOW"
 
 
+TREND_FIELDS = {"var_95": "var_95_usd", "var_99": "var_99_usd", "total_exposure": "total_exposure_usd",
+                "risk_rating": "rating", "expected_shortfall_99": "es_99_usd"}
+"""Seed trend field -> VaR history field (``streams.api.hub.history_point``)."""
+
+
 def _trend(history: Iterable[Mapping[str, Any]], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The latest ``TREND_POINTS`` history points, oldest first, under the seed's names."""
     points = list(history)[-TREND_POINTS:]
     return [{"timestamp": rfc3339(int(p.get("ts_ms", 0))), "ts_ms": int(p.get("ts_ms", 0)),
-             **{f: p.get(k) for f, k in fields_map(fields).items()}} for p in points]
-
-
-def fields_map(fields: tuple[str, ...]) -> dict[str, str]:
-    """Seed trend field -> history field (``streams.api.hub.history_point``)."""
-    names = {"var_95": "var_95_usd", "var_99": "var_99_usd", "total_exposure": "total_exposure_usd",
-             "risk_rating": "rating", "expected_shortfall_99": "es_99_usd"}
-    return {f: names[f] for f in fields}
+             **{f: p.get(TREND_FIELDS[f]) for f in fields}} for p in points]
 
 
 def risk_overview(snapshot: Mapping[str, Any], unresolved: int,

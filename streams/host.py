@@ -29,10 +29,12 @@ import logging
 import time
 from typing import Any, Protocol, cast
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.pipeline import PipelineStats
 from agents.risk.engine import RiskEngine
+from agents.source_errors import SourceErrors
 from schemas.contracts import broker_time_ms
 from streams import kafka_clients, metrics
 from streams.api.hub import notify_listeners
@@ -105,6 +107,8 @@ class PipelineHost(HostReads):
         """Bumped by every recovery; the market feed rewinds when it changes."""
         self._recovery: asyncio.Future[None] | None = None
         self._recoveries = 0
+        self.source_errors = SourceErrors()
+        """Rejected ticks per feed source (the seed's ERROR state, ``agents.source_errors``)."""
         self.quarantined: frozenset[tuple[str, int, int]] = frozenset()
         """``(topic, partition, offset)`` of input records that crashed an agent: never offered again."""
         # (partition, offset) of ticks already on risk.dlq: loaded from it at recovery, and the ones
@@ -552,12 +556,34 @@ async def _screen_tick(message: Any) -> dict[str, Any] | None:
               and where not in host.dead_lettered_ticks)
     tick = await accept_record(message.topic, message.partition, message.offset, message.key,
                                message.value, broker_time_ms(message.timestamp), speaks=speaks)
-    if tick is None and speaks:
-        lettered = host.dead_lettered_ticks
-        lettered[where] = None
-        if len(lettered) > DEAD_LETTERED_TICKS_KEPT:
-            del lettered[next(iter(lettered))]  # the oldest
+    if tick is None:
+        if speaks:
+            lettered = host.dead_lettered_ticks
+            lettered[where] = None
+            if len(lettered) > DEAD_LETTERED_TICKS_KEPT:
+                del lettered[next(iter(lettered))]  # the oldest
+        source = _claimed_source(message.value)
+        if source is not None:
+            host.source_errors.rejected(source)
+    else:
+        host.source_errors.accepted(str(tick["source"]))
     return tick
+
+
+MAX_SOURCE_PARSE_BYTES = 65_536
+
+
+def _claimed_source(raw: bytes | None) -> str | None:
+    """The ``source`` a rejected tick names, if its bytes are a small JSON object with a short
+    string there (untrusted: only used to count errors of sources already known)."""
+    if not raw or len(raw) > MAX_SOURCE_PARSE_BYTES:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    source = value.get("source") if isinstance(value, dict) else None
+    return source if isinstance(source, str) and 0 < len(source) <= 128 else None
 
 
 @app.task

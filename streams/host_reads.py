@@ -68,6 +68,11 @@ class HostReads:
         """Latest snapshot per portfolio this worker computed (a copy of the mapping)."""
         return dict(self.pipeline.latest_snapshots) if self.pipeline is not None else {}
 
+    def firm_risk(self, snapshots: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """The firm view of these snapshots over this worker's market scenarios
+        (``RiskEngine.firm``); None without a pipeline."""
+        return self.pipeline.risk.firm(snapshots) if self.pipeline is not None else None
+
     def strategy_rows(self) -> list[dict[str, Any]]:
         """Health of every strategy with statistics, with its own and its effective trading state."""
         pipeline = self.pipeline
@@ -77,6 +82,11 @@ class HostReads:
         return [{**pipeline.risk.strategy_health(s, wm), "trading_state": ks.state(f"strategy:{s}").value,
                  "effective_state": ks.effective_state(strategy=s).value}
                 for s in pipeline.risk.health.strategies()]
+
+    def scenario_descriptions(self) -> dict[str, str]:
+        """Stress scenario name -> its description (``deploy/config/scenarios.yaml``)."""
+        risk = getattr(self.pipeline, "risk", None)
+        return {sc.name: sc.description for sc in getattr(risk, "scenarios", ())}
 
     def trading_states(self) -> dict[str, Any]:
         """The kill switch's state per scope (``KillSwitch.to_dict``)."""
@@ -116,8 +126,11 @@ class HostReads:
 
     # ---- health ------------------------------------------------------------------------------
     def sources(self) -> list[dict[str, Any]]:
-        """Input sources with their age and status (ACTIVE, STALE...)."""
-        return self.pipeline.sources() if self.pipeline is not None else []
+        """Input sources with their age, status (ACTIVE, INACTIVE, or ERROR after more than 5
+        consecutive rejected messages) and ``error_count`` (``agents.source_errors``)."""
+        rows = self.pipeline.sources() if self.pipeline is not None else []
+        errors = getattr(self, "source_errors", None)
+        return errors.annotate(rows) if errors is not None else rows
 
     def pipeline_stats(self) -> dict[str, Any]:
         """The pipeline's counters (``PipelineStats`` as a dict)."""

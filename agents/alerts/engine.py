@@ -278,9 +278,10 @@ class AlertEngine:
                and st.starts_at_ms + rule.escalate[st.escalation_level].after_ms <= ts_ms):
             step = rule.escalate[st.escalation_level]
             st.escalation_level += 1
-            st.severity = step.severity
+            st.severity = step.severity or st.severity
             st.channels = st.channels + [c for c in step.channels if c not in st.channels]
         st.escalated_from = prev
+        st.escalated_at_ms = ts_ms
         events.append(self._emit(rule, st, "escalated", ts_ms))
 
     def _resolve(self, rule: Rule, st: AlertState, ts_ms: int, events: list[AlertEvent],
@@ -366,6 +367,7 @@ class AlertEngine:
             entity_id=st.entity_id, transition=transition,
             status="resolved" if resolved else st.status, severity=st.severity,
             escalation_level=st.escalation_level, escalated_from=st.escalated_from,
+            escalated_at_ms=st.escalated_at_ms,
             labels={**st.labels, "severity": rule.severity}, annotations=annotations,
             starts_at_ms=starts, ends_at_ms=ts_ms if resolved else None,
             ts_ms=ts_ms, values=dict(st.values), channels=tuple(st.channels), notify=notify,

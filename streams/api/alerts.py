@@ -12,9 +12,10 @@ from aiohttp import web
 
 from agents.alerts.errors import AlertNotFoundError, RuleError
 from agents.alerts.rules import parse_rules, read_rules_document
+from agents.alerts.summary import summarize_states
 from streams.api import common, shape
 from streams.api.auth import Principal, Role
-from streams.api.common import MAX_LIMIT, ApiError, Route, json_response, str_field
+from streams.api.common import MAX_LIMIT, MAX_TS_MS, ApiError, Route, json_response, str_field
 from streams.api.peers import FORWARDED, Peers
 from streams.api.state import ApiState
 
@@ -25,6 +26,7 @@ DELIVERY_OUTCOMES = ("delivered", "failed", "gave_up")
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/alerts", "list_alerts", Role.VIEWER),
     Route("POST", "/api/v1/alerts", "act_on_alert", Role.OPERATOR),
+    Route("GET", "/api/v1/alerts/summary", "alerts_summary", Role.VIEWER),
     Route("GET", "/api/v1/deliveries", "list_deliveries", Role.VIEWER),
     Route("GET", "/api/v1/rules", "list_rules", Role.VIEWER),
     Route("POST", "/api/v1/rules/reload", "reload_rules", Role.ADMIN),
@@ -49,6 +51,20 @@ class AlertViews:
                               "filters": {"severity": severity, "state": state, "portfolio": portfolio,
                                           "unresolved_only": unresolved_only, "limit": limit},
                               "timestamp": shape.rfc3339(self.state.watermark())})
+
+    async def alerts_summary(self, request: web.Request, who: Principal) -> web.StreamResponse:
+        """Counts by severity, rule and state, MTTA and MTTR (``agents.alerts.summary``) of the
+        alerts that started firing in ``[start_ms, end_ms)`` (event time; default: all known)."""
+        q = request.query
+        start = common.int_param(q.get("start_ms"), "start_ms", -1, 0, MAX_TS_MS)
+        end = common.int_param(q.get("end_ms"), "end_ms", -1, 0, MAX_TS_MS)
+        portfolio = q.get("portfolio") or None
+        rows = [r for r in self.state.alert_rows() if portfolio is None or r.get("portfolio") == portfolio]
+        body = summarize_states(rows, None if start < 0 else start, None if end < 0 else end)
+        wm = self.state.watermark()
+        return json_response({**body, "filters": {"start_ms": None if start < 0 else start,
+                                                  "end_ms": None if end < 0 else end, "portfolio": portfolio},
+                              "timestamp": shape.rfc3339(wm), "ts_ms": wm})
 
     async def act_on_alert(self, request: web.Request, who: Principal) -> web.StreamResponse:
         body = await common.json_body(request, self.state.settings.max_body_bytes)

@@ -30,6 +30,9 @@ class RiskViews:
         self.state = state
 
     async def overview(self, request: web.Request, who: Principal) -> web.StreamResponse:
+        """One portfolio with ``?portfolio=``; else the firm (every portfolio aggregated)."""
+        if not request.query.get("portfolio"):
+            return await self.firm_overview()
         snap, portfolios = self.state.pick(request)
         return json_response(shape.overview(snap, portfolios, self.state.unresolved(),
                                             self.state.unresolved(snap.get("portfolio"))))
@@ -75,3 +78,14 @@ class RiskViews:
         if not rows:
             raise ApiError(404, "no strategy statistics yet")
         return json_response({"strategies": rows, "timestamp": shape.rfc3339(wm), "ts_ms": wm})
+
+    async def firm_overview(self) -> web.StreamResponse:
+        snapshots = self.state.snapshots()
+        if not snapshots:
+            raise ApiError(404, "no risk snapshot yet: no positions have been processed")
+        self.state.require_pipeline()  # the firm's VaR is read over this worker's market scenarios
+        firm = self.state.host.firm_risk(snapshots)
+        rows = self.state.alert_rows()
+        unresolved = [r.get("portfolio") for r in rows if r["state"] != "resolved"]
+        by_portfolio = {name: unresolved.count(name) for name in snapshots}
+        return json_response(shape.firm_overview(firm, snapshots, len(unresolved), by_portfolio))

@@ -52,7 +52,8 @@ class ApiState:
         return snapshots[wanted], portfolios
 
     def alert_rows(self) -> list[dict[str, Any]]:
-        return shape.merge_alerts(self.host.alert_views(), self.hub.alerts.values())
+        rows = shape.merge_alerts(self.host.alert_views(), self.hub.alerts.values())
+        return shape.notifications_sent(rows, self.hub.deliveries)
 
     def unresolved(self, portfolio: str | None = None) -> int:
         return sum(1 for r in self.alert_rows() if r["state"] != "resolved"

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.api import alerts, controls, health, pages, risk, silences, stream
+from streams.api import alerts, controls, health, pages, risk, seed, silences, stream
 from streams.api.access import Access
 from streams.api.auth import TokenStore
 from streams.api.common import ApiError, Handler, Route, json_response
@@ -38,7 +38,7 @@ __all__ = ["FORWARDED", "ROUTES", "ApiError", "ApiService", "Route", "build_aioh
 
 ROUTES: tuple[Route, ...] = (
     *pages.ROUTES, *risk.ROUTES, *health.ROUTES, *alerts.ROUTES, *silences.ROUTES,
-    *controls.ROUTES, *stream.ROUTES,
+    *controls.ROUTES, *stream.ROUTES, *seed.ROUTES,
     *pages.CATCH_ALL,  # last: JSON 404 for any other path (or method) under /api/v1
 )
 
@@ -58,7 +58,7 @@ class ApiService:
             pages.PageViews(tokens, openapi), risk.RiskViews(self.state),
             health.HealthViews(self.state, lambda: self._peers.urls()),
             alerts.AlertViews(self.state, self._peers, rules_path), self.silences,
-            controls.ControlViews(self.state), stream.StreamViews(self.state),
+            controls.ControlViews(self.state), stream.StreamViews(self.state), seed.SeedViews(self.state),
         ]
         self._handlers: dict[str, Handler] = {}
         for route in ROUTES:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams import metrics
 from streams.topics import AUDIT
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ def _record(message: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         log.warning("skipped malformed record %s[%d]@%d on the audit topic",
                     message.topic, message.partition, message.offset)
+        metrics.UNTRUSTED_RECORDS.labels("risk.audit", "malformed").inc()
         return None
     return value
 

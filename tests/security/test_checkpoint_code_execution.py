@@ -21,8 +21,10 @@ from agents.anomaly.errors import ModelStateError
 from agents.anomaly.models import BUNDLE_KEY, STATE_VERSION, ModelBundle
 from agents.state.envelope import MAX_RAW_BYTES, open_blob, seal
 from agents.state.errors import CheckpointError
+from tests.integration.conftest import env, start_worker, worker_watch  # noqa: F401  (fixtures)
 
 SECRET = b"security-test-worker-secret"
+START_MS = 1_767_225_600_000
 OTHER = b"an-attacker-guessed-secret"
 
 
@@ -106,3 +108,39 @@ def test_risk_state_forged_oversized_and_bombs_are_refused(tmp_path: Path) -> No
         open_blob(bomb, SECRET, expected_key="p0")
     assert inflated.value.reason == "oversized"
     assert open_blob(blob, SECRET, expected_key="p0")[1] == {"a": 1}
+
+
+# ---- a real worker over a hostile risk.models ---------------------------------------------------
+@pytest.mark.integration
+def test_a_worker_starts_over_forged_and_bomb_model_checkpoints(
+        env, start_worker, tmp_path: Path) -> None:  # noqa: F811
+    """Forged, zlib-bomb and junk records on ``risk.models`` before the first start: the worker refuses
+    and counts them (the parts start cold), runs no code, and processes its input."""
+    from tests.integration.conftest import TEST_CHECKPOINT_SECRET, produce, run, wait_until
+
+    marker = tmp_path / "pwned"
+    secret = TEST_CHECKPOINT_SECRET.encode()
+    bomb = zlib.compress(b"\0" * (MAX_PART_BYTES + 1), 9)
+    records = [
+        (b"ticks", Checkpoint("ticks", 5, zlib.compress(_evil(marker))).to_bytes(OTHER)),
+        (b"portfolio:alpha", Checkpoint("portfolio:alpha", 5, bomb).to_bytes(secret)),
+        (b"portfolio:beta", Checkpoint("portfolio:beta", 5, zlib.compress(_evil(marker))).to_bytes(secret)),
+        (b"portfolio:gamma", b"\xff" * 10_000),
+    ]
+    run(produce(env.bootstrap, [(env.topic("risk.models"), key, value) for key, value in records]))
+    recording = tmp_path / "input.jsonl"
+    env.mevrisk("simulate", "--seed", "5", "--rate", "100", "--duration", "30",
+                "--start-ms", str(START_MS), "--record", str(recording))
+    # risk.models is read when state checkpoints are off (with them on, risk.state holds the models)
+    worker = start_worker(MEVRISK_BAR_MS="1000", MEVRISK_STATE_CHECKPOINT_SECS="0",
+                          MEVRISK_MODEL_CHECKPOINT_SECS="20")
+    env.mevrisk("replay", str(recording), "--pace", "fast")
+    try:
+        wait_until(lambda: worker.metric("mevrisk_watermark_seconds") * 1000 >= START_MS + 20_000, 120,
+                   "the worker to process the input after refusing the hostile checkpoints")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{worker.state()}") from None
+    # each hostile part refused (a recovery after a rebalance would read and refuse them again)
+    assert worker.metric("mevrisk_model_checkpoints_total", outcome="refused") >= len(records)
+    assert not marker.exists(), "a checkpoint read from risk.models ran code in the worker"
+    worker.assert_healthy()

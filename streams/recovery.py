@@ -183,6 +183,7 @@ def _add_head(heads: OutputHeads, topic: str, message: Any) -> None:
         heads.add(topic, value)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         heads.malformed += 1
+        metrics.UNTRUSTED_RECORDS.labels(topic, "malformed").inc()
         log.warning("skipped malformed record %s[%d]@%d while reading output heads: %s",
                     message.topic, message.partition, message.offset, str(exc)[:200])
 
@@ -207,7 +208,6 @@ async def read_output_heads(bootstrap: str, audit_key: bytes | None = None) -> O
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
-    metrics.UNTRUSTED_RECORDS.labels("outputs", "malformed").inc(heads.malformed)
     for reason, count in heads.gate.refused.items():
         metrics.UNTRUSTED_RECORDS.labels("risk.audit", reason).inc(count)
     if heads.malformed or heads.gate.refused:

@@ -25,7 +25,6 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures)
     TEST_CHECKPOINT_SECRET,
     Env,
     env,
-    read_to_end,
     run,
     start_worker,
     wait_until,
@@ -127,6 +126,33 @@ def _get(worker, path: str) -> dict:
         return orjson.loads(response.read())
 
 
+async def _read_objects(target: Env, topic: str) -> list[dict]:
+    """Every JSON object on ``topic`` up to its current end (the poison this test wrote skipped)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from tests.integration.conftest import end_offsets
+
+    ends = await end_offsets(target.bootstrap, [target.topic(topic)])
+    consumer = AIOKafkaConsumer(bootstrap_servers=target.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    out: list[dict] = []
+    try:
+        consumer.assign(list(ends))
+        await consumer.seek_to_beginning(*ends)
+        while pending := [tp for tp in ends if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(*pending, timeout_ms=500)).values():
+                for r in records:
+                    try:
+                        value = orjson.loads(r.value) if r.value is not None else None
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(value, dict):
+                        out.append(value)
+    finally:
+        await consumer.stop()
+    return out
+
+
 async def _poison_audit(target: Env) -> None:
     from aiokafka import AIOKafkaProducer
 
@@ -164,20 +190,21 @@ def test_a_worker_over_a_hostile_audit_topic(env: Env, start_worker, tmp_path: P
                    "the worker to process the input over a hostile audit topic")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{worker.state()}") from None
-    assert worker.metric("mevrisk_untrusted_records_total", topic="risk.audit", reason="malformed") >= 2
-    assert worker.metric("mevrisk_untrusted_records_total", topic="risk.audit", reason="forged") >= 3
+    # two records not JSON, one whose hash does not match; two well formed but without a valid tag
+    assert worker.metric("mevrisk_untrusted_records_total", topic="risk.audit", reason="malformed") >= 3
+    assert worker.metric("mevrisk_untrusted_records_total", topic="risk.audit", reason="forged") >= 2
     silence = _post(worker, "/api/v1/silences", {"matchers": {"portfolio": "beta"}, "duration_secs": 86_400,
                                                  "comment": "maintenance"})
 
     def own_silence_record() -> dict:
-        records = run(read_to_end(env.bootstrap, env.topic("risk.audit")))
+        records = run(_read_objects(env, "risk.audit"))
         found = [r for r in records if r.get("kind") == "silence" and r["payload"].get("id") == silence["id"]]
         assert found, "the silence's audit record is on risk.audit"
         return found[0]
 
     record = wait_until(own_silence_record, 60, "the silence audited")
     assert record["stream"] == "risk" and record["seq"] < 10**12 and len(record["mac"]) == 64
-    controls = run(read_to_end(env.bootstrap, env.topic("risk.controls")))
+    controls = run(_read_objects(env, "risk.controls"))
     assert not [c for c in controls if c.get("actor") == "mallory"], "a forged audit record was acted on"
     worker.assert_healthy()
 
@@ -187,8 +214,8 @@ def test_a_worker_over_a_hostile_audit_topic(env: Env, start_worker, tmp_path: P
                "the restarted worker recovered")
     wait_until(lambda: silence["id"] in {s["id"] for s in _get(restarted, "/api/v1/silences")["silences"]},
                120, "the signed silence re-applied from risk.audit after the restart")
-    controls = run(read_to_end(env.bootstrap, env.topic("risk.controls")))
+    controls = run(_read_objects(env, "risk.controls"))
     assert not [c for c in controls if c.get("actor") == "mallory"], "a forged audit record was acted on"
-    assert restarted.metric("mevrisk_untrusted_records_total", topic="risk.audit", reason="forged") >= 3
+    assert restarted.metric("mevrisk_untrusted_records_total", topic="risk.audit", reason="forged") >= 2
     restarted.assert_healthy()
     assert TEST_CHECKPOINT_SECRET  # the workers sign with the fixture's secret

@@ -98,16 +98,16 @@ def well_formed(record: Any) -> bool:
 class AuditGate:
     """Admits the audit records a reader may act on, in the order read; counts the others.
 
-    With a key: well formed and a verifying ``mac``. Without one (``key=None``): well formed and
-    linked to the chain read so far (the first record of a stream anchors it); ``acts_unsigned``
-    says whether such a record may also be *acted on* (False: :meth:`accept` refuses every record
-    as ``unsigned`` once it has been linked, so operator actions are never taken from an
-    unauthenticated topic).
+    With a key: well formed and a verifying ``mac``. Without one (``key=None``) and
+    ``link_unsigned``: well formed and linked to the chain read so far (the first record of a
+    stream anchors it), which is enough to find output heads a forged ``seq`` cannot inflate.
+    Without a key and ``link_unsigned=False`` (a reader that *acts* on records: operator actions):
+    every record is refused as ``unsigned``.
     """
 
     key: bytes | None
     link_unsigned: bool = True
-    """Without a key: track the chains (for output heads) instead of refusing every record."""
+    """Without a key: admit the records that link to their chain (True) or none (False)."""
     refused: Counter[str] = field(default_factory=Counter)
     _last: dict[str, tuple[int, str]] = field(default_factory=dict)
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
-from streams import kafka_clients
+from streams import kafka_clients, metrics
 from streams.topics import AUDIT
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ def _record(message: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         log.warning("skipped malformed record %s[%d]@%d on the audit topic",
                     message.topic, message.partition, message.offset)
+        metrics.UNTRUSTED_RECORDS.labels("risk.audit", "malformed").inc()
         return None
     return value
 

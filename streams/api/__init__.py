@@ -77,6 +77,10 @@ def register_views(app: Any, host: Any, settings: ApiSettings | None = None) -> 
     _REGISTERED.add(id(app))
     settings = settings or get_api_settings()
     service = build_service(host, settings)
+    from streams.settings import get_settings
+    from streams.wiring import audit_mac_key
+
+    service.hub.audit_key = audit_mac_key(get_settings())  # silences followed only when signed
     by_path: dict[str, list[Route]] = {}
     for route in ROUTES:
         by_path.setdefault(route.path, []).append(route)

@@ -8,11 +8,15 @@ import faust
 from faust.exceptions import AlreadyConfiguredWarning
 
 import streams.codecs  # noqa: F401 - registers the orjson codec before any record is used
+from streams import logsafe
 from streams.kafka_clients import faust_credentials
 from streams.membership import instance_id, leave_on_close
 from streams.settings import get_settings
 
 _settings = get_settings()
+logsafe.install()  # no secret or Authorization header in any log line of this process
+logsafe.register_secrets(secret.get_secret_value() for secret in
+                         (_settings.checkpoint_secret, _settings.kafka_sasl_password) if secret is not None)
 
 app = faust.App(
     _settings.app_id,

@@ -31,6 +31,13 @@ app = faust.App(
     web_bind=_settings.web_bind or _settings.web_host,  # Faust's own default would be 0.0.0.0
     web_port=_settings.web_port,
     web_in_thread=False,
+    # Faust's own views stay off: /router/ lists every worker's URL and /table/ reads table data
+    # (positions, delivery ledger) without auth; /graph and the stats index follow `debug`, off too.
+    # The engine routes between workers itself (streams.api), never through @table_route.
+    web_router_enabled=False,
+    web_tables_enabled=False,
+    web_graph_enabled=False,
+    web_stats_enabled=False,
     producer_max_request_size=2_097_152,
     consumer_max_fetch_size=4_194_304,
     table_cleanup_interval=30.0,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 MASK = "***"
@@ -37,7 +37,7 @@ _SCHEME_RE = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+(?P<value>[A-Za-z0-9._~+/
 
 _lock = threading.Lock()
 _secrets: tuple[str, ...] = ()
-_installed = False
+_previous: Callable[..., logging.LogRecord] | None = None
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
@@ -75,12 +75,11 @@ def _mask_record(record: logging.LogRecord) -> None:
 
 def install() -> None:
     """Wrap the process's log-record factory so every record is masked at creation; idempotent."""
-    global _installed
+    global _previous
     with _lock:
-        if _installed:
+        if _previous is not None:
             return
-        _installed = True
-        previous = logging.getLogRecordFactory()
+        previous = _previous = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
@@ -88,3 +87,12 @@ def install() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+
+
+def uninstall() -> None:
+    """Put back the factory :func:`install` wrapped (for tests)."""
+    global _previous
+    with _lock:
+        if _previous is not None:
+            logging.setLogRecordFactory(_previous)
+            _previous = None

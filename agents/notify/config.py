@@ -173,8 +173,8 @@ class ChannelConfig(_Frozen):
         """Every credential string of this channel as it may appear in text (for masking)."""
         values = [v.get_secret_value() for v in
                   (self.secret, self.password, self.auth_token, self.routing_key) if v is not None]
-        if self.type == "slack" and self.url:
-            values.append(self.url)
+        if self.type == "slack" and self.url:  # the URL, and its path alone, are the credential
+            values += [self.url, urlsplit(self.url).path]
         if self.auth_token is not None and self.account_sid:
             pair = f"{self.account_sid}:{self.auth_token.get_secret_value()}"
             values.append(base64.b64encode(pair.encode()).decode())

@@ -28,7 +28,7 @@ from agents.audit.chain import AuditChain
 from agents.audit.trust import sign
 from agents.notify import DeliveryLedger, Dispatcher, InvalidAlertEvent, OutcomeRecord, load_config
 from agents.notify.ledger import Utf8Keys
-from streams import metrics
+from streams import logsafe, metrics
 from streams.app import app
 from streams.codecs import dumps
 from streams.host import host
@@ -84,6 +84,7 @@ async def _start_dispatcher() -> Dispatcher:
     last = host.heads.audit_last.get(chain) if host.heads is not None else None
     _notify_audit = AuditChain.restore(chain, last)
     config = load_config(settings.channels_file or settings.config_dir / "channels.yaml")
+    logsafe.register_secrets(v for c in config.channels.values() for v in c.secret_values())
     started = Dispatcher(
         config, registry=metrics.REGISTRY,
         ledger=DeliveryLedger(Utf8Keys(fingerprint_to_deliveries), by_fingerprint=True),

@@ -25,7 +25,7 @@ import contextlib
 import logging
 from typing import Any
 
-from streams import kafka_clients
+from streams import kafka_clients, logsafe
 from streams.api.auth import ApiConfigError, Role, TokenStore, load_token_mapping
 from streams.api.config import ApiSettings, get_api_settings
 from streams.api.hub import HUB, EventHub, notify_listeners
@@ -44,8 +44,9 @@ REPLAY_PER_PARTITION = {"risk.snapshots": 300, "risk.alerts": 1_000, "risk.contr
 def build_service(host: Any, settings: ApiSettings | None = None, hub: EventHub | None = None) -> ApiService:
     """The API of one worker, from settings (tokens parsed here: a bad config fails at start)."""
     settings = settings or get_api_settings()
-    tokens = TokenStore.from_mapping(load_token_mapping(settings.tokens.get_secret_value(),
-                                                        settings.tokens_file))
+    mapping = load_token_mapping(settings.tokens.get_secret_value(), settings.tokens_file)
+    logsafe.register_secrets(str(token) for token in mapping)  # never in a log line
+    tokens = TokenStore.from_mapping(mapping)
     rules_path = settings.rules_path
     if rules_path is None:
         from streams.settings import get_settings

@@ -1,0 +1,145 @@
+"""The daily report model: every section of one UTC day, per portfolio, from plain records.
+
+``records`` maps a kind to a list of dicts as read from the topics: ``snapshots``
+(``risk.snapshots``), ``alerts`` (``risk.alerts``), ``controls`` (``risk.controls``), ``audit``
+(every record of ``risk.audit`` from its start: the chains are verified whole), ``dlq``
+(``risk.dlq``), ``strategy_stats`` (``mev.strategy.stats``). Records outside the day (by event time
+``ts_ms``; dead letters by ``received_ts_ms``) are ignored, so a reader may over-read. The model is
+a JSON-friendly dict whose shape ``schemas/json/risk.report.daily.schema.json`` fixes; it holds no
+wall-clock time, so the same records give the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.reports.day import day_bounds
+from agents.reports.errors import ReportError
+from agents.reports.figures import (
+    DEFAULT_LIMITS,
+    SERIES_METRICS,
+    Limit,
+    backtest_section,
+    limit_usage,
+    series_stats,
+    stress_section,
+)
+from agents.reports.lifecycle import controls_of, lifecycles, mttx, stale_minutes
+from agents.reports.quality import audit_section, dead_letters, late_events
+from agents.reports.strategies import strategy_rows
+
+SCHEMA_ID = "mevrisk.report.daily/1"
+RECORD_KINDS = ("snapshots", "alerts", "controls", "audit", "dlq", "strategy_stats")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Knobs of the report: limits, the engine's bar (ms of event time) and backtest history, the
+    rules whose source alerts count as a stale feed, and where the records came from."""
+
+    limits: tuple[Limit, ...] = DEFAULT_LIMITS
+    bar_ms: int = 60_000
+    backtest_history: int = 1_000
+    stale_rules: tuple[str, ...] = ("StaleFeed",)
+    source: str = "topics"
+    chart_points: int = 400
+    """Points per figure kept for the chart (evenly thinned), so a day of 1 s bars stays small."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _in_day(rows: Sequence[Mapping[str, Any]], start_ms: int, end_ms: int) -> list[Mapping[str, Any]]:
+    return [r for r in rows if isinstance(r, Mapping) and isinstance(r.get("ts_ms"), int)
+            and start_ms <= r["ts_ms"] < end_ms]
+
+
+def _owner(scope: Any, strategy_home: Mapping[str, str]) -> str | None:
+    """The portfolio a control scope or alert entity belongs to (None: firm-wide)."""
+    kind, _, name = str(scope).partition(":")
+    if kind == "portfolio":
+        return name
+    if kind == "strategy":
+        return strategy_home.get(name)
+    return None
+
+
+def _chart_series(snaps: Sequence[Mapping[str, Any]], points: int) -> dict[str, list[Any]]:
+    step = max(1, -(-len(snaps) // points))
+    kept = list(snaps[::step])
+    if snaps and kept[-1] is not snaps[-1]:
+        kept.append(snaps[-1])
+    return {"ts_ms": [int(s["ts_ms"]) for s in kept],
+            **{m: [s.get(m) for s in kept] for m in ("total_exposure_usd", "var_95_usd", "var_99_usd",
+                                                      "es_95_usd", "es_99_usd")}}
+
+
+def build_model(records: Mapping[str, Sequence[Mapping[str, Any]]], date: str,
+                portfolio: str | None = None, options: ReportOptions | None = None) -> dict[str, Any]:
+    """The report model of ``date`` (UTC) for every portfolio seen that day, or only ``portfolio``."""
+    options = options or ReportOptions()
+    start_ms, end_ms = day_bounds(date)
+    snapshots = sorted(_in_day(records.get("snapshots", ()), start_ms, end_ms), key=lambda s: s["ts_ms"])
+    stats = _in_day(records.get("strategy_stats", ()), start_ms, end_ms)
+    by_portfolio: dict[str, list[Mapping[str, Any]]] = {}
+    for s in snapshots:
+        if isinstance(s.get("portfolio"), str):
+            by_portfolio.setdefault(s["portfolio"], []).append(s)
+    strategy_home = {str(s["strategy"]): str(s["portfolio"]) for s in stats
+                     if isinstance(s.get("strategy"), str) and isinstance(s.get("portfolio"), str)}
+    for name, snaps in by_portfolio.items():
+        for s in snaps[-1:]:
+            for strategy in s.get("exposure_by_strategy") or {}:
+                strategy_home.setdefault(str(strategy), name)
+    names = sorted(set(by_portfolio) | set(strategy_home.values()))
+    if portfolio is not None:
+        if portfolio not in names:
+            raise ReportError(f"no record of portfolio {portfolio!r} on {date} "
+                              f"(seen: {', '.join(names) or 'none'})")
+        names = [portfolio]
+    alerts = lifecycles(records.get("alerts", ()), start_ms, end_ms)
+    controls = controls_of(records.get("controls", ()), start_ms, end_ms)
+
+    def alert_owner(a: Mapping[str, Any]) -> str | None:
+        return _owner(f"{a['scope']}:{a['entity_id']}", strategy_home)
+
+    sections = [_portfolio_section(name, by_portfolio.get(name, []),
+                                   [a for a in alerts if alert_owner(a) == name],
+                                   [c for c in controls if _owner(c["scope"], strategy_home) == name],
+                                   [s for s in stats if strategy_home.get(str(s.get("strategy"))) == name],
+                                   options)
+                for name in names]
+    firm_alerts = [a for a in alerts if alert_owner(a) is None]
+    return {
+        "schema": SCHEMA_ID, "date": date, "start_ms": start_ms, "end_ms": end_ms,
+        "source": options.source, "portfolio_filter": portfolio,
+        "portfolios": sections,
+        "firm": {"alerts": firm_alerts, "mttx": mttx(firm_alerts),
+                 "controls": [c for c in controls if _owner(c["scope"], strategy_home) is None]},
+        "data_quality": {
+            "dead_letters": dead_letters(records.get("dlq", ()), start_ms, end_ms),
+            "stale_feed_minutes": stale_minutes(alerts, options.stale_rules, end_ms),
+            "late_events": late_events(by_portfolio),
+        },
+        "audit": audit_section(list(records.get("audit", ())), start_ms, end_ms),
+    }
+
+
+def _portfolio_section(name: str, snaps: Sequence[Mapping[str, Any]], alerts: list[dict[str, Any]],
+                       controls: list[dict[str, Any]], stats: Sequence[Mapping[str, Any]],
+                       options: ReportOptions) -> dict[str, Any]:
+    return {
+        "portfolio": name,
+        "snapshots": len(snaps),
+        "first_ts_ms": int(snaps[0]["ts_ms"]) if snaps else None,
+        "last_ts_ms": int(snaps[-1]["ts_ms"]) if snaps else None,
+        "figures": {m: series_stats(snaps, m) for m in SERIES_METRICS},
+        "limits": limit_usage(snaps, options.limits),
+        "alerts": alerts,
+        "mttx": mttx(alerts),
+        "controls": controls,
+        "backtest": backtest_section(snaps, options.bar_ms, options.backtest_history),
+        "stress": stress_section(snaps),
+        "strategies": strategy_rows(stats, alerts, controls),
+        "chart": _chart_series(snaps, options.chart_points),
+    }

@@ -12,8 +12,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402 - after choosing the backend
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
 
 matplotlib.rcParams["svg.hashsalt"] = "mevrisk"  # deterministic ids in SVG output
 _VAR_SERIES = (("var_95_usd", "VaR 95"), ("var_99_usd", "VaR 99"), ("es_95_usd", "ES 95"),

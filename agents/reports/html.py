@@ -248,7 +248,8 @@ def _backtest(b: Mapping[str, Any]) -> str:
         (1, 2, 3, 4, 5, 6),
     )
     if b["day_unknown_bars"]:
-        out += f'<p class="muted">{b["day_unknown_bars"]} bars of the day could not be judged from the snapshots.</p>'
+        unknown = b["day_unknown_bars"]
+        out += f'<p class="muted">{unknown} bars of the day could not be judged from the snapshots.</p>'
     return out
 
 
@@ -304,8 +305,10 @@ def _portfolio(p: Mapping[str, Any], first: bool) -> str:
     chart = exposure_var_chart(p["chart"], f"Portfolio {p['portfolio']}")
     img = f'<img class="chart" alt="exposure and VaR/ES of the day" src="{chart}">' if chart else ""
     return (
-        f'<section class="{"portfolio" if first else "portfolio break"}"><h2>Portfolio {cell(p["portfolio"])}</h2>'
-        f'<p class="muted">{p["snapshots"]} snapshots, {when(p["first_ts_ms"])} to {when(p["last_ts_ms"])} UTC</p>'
+        f'<section class="{"portfolio" if first else "portfolio break"}">'
+        f"<h2>Portfolio {cell(p['portfolio'])}</h2>"
+        f'<p class="muted">{p["snapshots"]} snapshots, '
+        f"{when(p['first_ts_ms'])} to {when(p['last_ts_ms'])} UTC</p>"
         f"<h3>Exposure and VaR/ES</h3>{_figures(p)}{img}"
         f"<h3>Limit utilisation</h3>{_limits(p)}"
         f"<h3>Alerts</h3>{alerts_table(p['alerts'])}<h3>MTTA and MTTR</h3>{mttx_tables(p['mttx'])}"

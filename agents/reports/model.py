@@ -12,20 +12,12 @@ wall-clock time, so the same records give the same bytes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agents.reports.day import day_bounds
 from agents.reports.errors import ReportError
-from agents.reports.figures import (
-    DEFAULT_LIMITS,
-    SERIES_METRICS,
-    Limit,
-    backtest_section,
-    limit_usage,
-    series_stats,
-    stress_section,
-)
+from agents.reports.figures import DEFAULT_LIMITS, Limit, PortfolioDay
 from agents.reports.lifecycle import controls_of, lifecycles, mttx, stale_minutes
 from agents.reports.quality import audit_section, dead_letters, late_events
 from agents.reports.strategies import strategy_rows
@@ -45,8 +37,11 @@ class ReportOptions:
     stale_rules: tuple[str, ...] = ("StaleFeed",)
     source: str = "topics"
     chart_points: int = 400
-    """Points per figure kept for the chart (evenly thinned), so a day of 1 s bars stays small."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Points per chart: between this and twice as many (thinned by halves as the day goes)."""
+
+    def portfolio_day(self) -> PortfolioDay:
+        """A fresh fold of one portfolio's day with these options."""
+        return PortfolioDay(self.limits, self.bar_ms, self.backtest_history, self.chart_points)
 
 
 def _in_day(rows: Sequence[Mapping[str, Any]], start_ms: int, end_ms: int) -> list[Mapping[str, Any]]:
@@ -62,16 +57,6 @@ def _owner(scope: Any, strategy_home: Mapping[str, str]) -> str | None:
     if kind == "strategy":
         return strategy_home.get(name)
     return None
-
-
-def _chart_series(snaps: Sequence[Mapping[str, Any]], points: int) -> dict[str, list[Any]]:
-    step = max(1, -(-len(snaps) // points))
-    kept = list(snaps[::step])
-    if snaps and kept[-1] is not snaps[-1]:
-        kept.append(snaps[-1])
-    return {"ts_ms": [int(s["ts_ms"]) for s in kept],
-            **{m: [s.get(m) for s in kept] for m in ("total_exposure_usd", "var_95_usd", "var_99_usd",
-                                                      "es_95_usd", "es_99_usd")}}
 
 
 def build_model(records: Mapping[str, Sequence[Mapping[str, Any]]], date: str,
@@ -103,7 +88,8 @@ def build_model(records: Mapping[str, Sequence[Mapping[str, Any]]], date: str,
     def alert_owner(a: Mapping[str, Any]) -> str | None:
         return _owner(f"{a['scope']}:{a['entity_id']}", strategy_home)
 
-    sections = [_portfolio_section(name, by_portfolio.get(name, []),
+    days = {name: fold_day(by_portfolio.get(name, []), options) for name in names}
+    sections = [_portfolio_section(name, days[name],
                                    [a for a in alerts if alert_owner(a) == name],
                                    [c for c in controls if _owner(c["scope"], strategy_home) == name],
                                    [s for s in stats if strategy_home.get(str(s.get("strategy"))) == name],
@@ -119,27 +105,41 @@ def build_model(records: Mapping[str, Sequence[Mapping[str, Any]]], date: str,
         "data_quality": {
             "dead_letters": dead_letters(records.get("dlq", ()), start_ms, end_ms),
             "stale_feed_minutes": stale_minutes(alerts, options.stale_rules, end_ms),
-            "late_events": late_events(by_portfolio),
+            "late_events": late_events(d.counter_growth() for d in days.values()),
         },
         "audit": audit_section(list(records.get("audit", ())), start_ms, end_ms),
     }
 
 
-def _portfolio_section(name: str, snaps: Sequence[Mapping[str, Any]], alerts: list[dict[str, Any]],
+def fold_day(snapshots: Sequence[Mapping[str, Any]], options: ReportOptions) -> PortfolioDay:
+    """One portfolio's snapshots (event-time order) folded into its day."""
+    day = options.portfolio_day()
+    for s in snapshots:
+        day.add(s)
+    return day
+
+
+def _portfolio_section(name: str, day: PortfolioDay, alerts: list[dict[str, Any]],
                        controls: list[dict[str, Any]], stats: Sequence[Mapping[str, Any]],
                        options: ReportOptions) -> dict[str, Any]:
+    return portfolio_section(name, day.result(), alerts, controls, strategy_rows(stats, alerts, controls))
+
+
+def portfolio_section(name: str, figures: Mapping[str, Any], alerts: list[dict[str, Any]],
+                      controls: list[dict[str, Any]], strategies: list[dict[str, Any]]) -> dict[str, Any]:
+    """One portfolio's section from its folded figures (``PortfolioDay.result``) and lists."""
     return {
         "portfolio": name,
-        "snapshots": len(snaps),
-        "first_ts_ms": int(snaps[0]["ts_ms"]) if snaps else None,
-        "last_ts_ms": int(snaps[-1]["ts_ms"]) if snaps else None,
-        "figures": {m: series_stats(snaps, m) for m in SERIES_METRICS},
-        "limits": limit_usage(snaps, options.limits),
+        "snapshots": figures["snapshots"],
+        "first_ts_ms": figures["first_ts_ms"],
+        "last_ts_ms": figures["last_ts_ms"],
+        "figures": figures["figures"],
+        "limits": figures["limits"],
         "alerts": alerts,
         "mttx": mttx(alerts),
         "controls": controls,
-        "backtest": backtest_section(snaps, options.bar_ms, options.backtest_history),
-        "stress": stress_section(snaps),
-        "strategies": strategy_rows(stats, alerts, controls),
-        "chart": _chart_series(snaps, options.chart_points),
+        "backtest": figures["backtest"],
+        "stress": figures["stress"],
+        "strategies": strategies,
+        "chart": figures["chart"],
     }

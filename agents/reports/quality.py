@@ -14,9 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from agents.audit.chain import verify_chains
-
-_COUNTERS = ("late_ticks", "positions_stale", "positions_duplicate")
-"""Cumulative counters every snapshot carries (``agents.risk.engine``)."""
+from agents.reports.figures import COUNTERS
 
 
 def dead_letters(dlq: Iterable[Mapping[str, Any]], start_ms: int, end_ms: int) -> dict[str, Any]:
@@ -28,16 +26,15 @@ def dead_letters(dlq: Iterable[Mapping[str, Any]], start_ms: int, end_ms: int) -
             "by_topic": dict(sorted(by_topic.items()))}
 
 
-def late_events(snapshots_by_portfolio: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, int]:
-    """Events the engine applied late or not at all during the day: the growth of its cumulative
-    counters from each portfolio's first to its last snapshot of the day. ``late_ticks`` is
-    market-wide (the largest growth seen), the position counters add up over portfolios."""
-    out = dict.fromkeys(_COUNTERS, 0)
-    for snaps in snapshots_by_portfolio.values():
-        for key in _COUNTERS:
-            values = [int(s[key]) for s in snaps if isinstance(s.get(key), int)]
-            growth = values[-1] - values[0] if values else 0
-            out[key] = max(out[key], growth) if key == "late_ticks" else out[key] + growth
+def late_events(growths: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Events the engine applied late or not at all during the day, from the growth of its
+    cumulative counters over each portfolio's day (``PortfolioDay.counter_growth``):
+    ``late_ticks`` is market-wide (the largest growth seen), the position counters add up."""
+    out = dict.fromkeys(COUNTERS, 0)
+    for growth in growths:
+        for key in COUNTERS:
+            g = int(growth.get(key, 0))
+            out[key] = max(out[key], g) if key == "late_ticks" else out[key] + g
     return out
 
 

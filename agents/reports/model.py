@@ -65,18 +65,34 @@ def build_model(records: Mapping[str, Sequence[Mapping[str, Any]]], date: str,
     options = options or ReportOptions()
     start_ms, end_ms = day_bounds(date)
     snapshots = sorted(_in_day(records.get("snapshots", ()), start_ms, end_ms), key=lambda s: s["ts_ms"])
-    stats = _in_day(records.get("strategy_stats", ()), start_ms, end_ms)
-    by_portfolio: dict[str, list[Mapping[str, Any]]] = {}
+    days: dict[str, PortfolioDay] = {}
+    homes: dict[str, str] = {}
     for s in snapshots:
         if isinstance(s.get("portfolio"), str):
-            by_portfolio.setdefault(s["portfolio"], []).append(s)
-    strategy_home = {str(s["strategy"]): str(s["portfolio"]) for s in stats
-                     if isinstance(s.get("strategy"), str) and isinstance(s.get("portfolio"), str)}
-    for name, snaps in by_portfolio.items():
-        for s in snaps[-1:]:
-            for strategy in s.get("exposure_by_strategy") or {}:
-                strategy_home.setdefault(str(strategy), name)
-    names = sorted(set(by_portfolio) | set(strategy_home.values()))
+            if s["portfolio"] not in days:
+                days[s["portfolio"]] = options.portfolio_day()
+            days[s["portfolio"]].add(s)
+            homes.update(strategy_homes(s))
+    audit = audit_section(list(records.get("audit", ())), start_ms, end_ms)
+    return model_from_days(records, days, homes, date, portfolio, options, audit)
+
+
+def strategy_homes(snapshot: Mapping[str, Any]) -> dict[str, str]:
+    """Strategy -> portfolio, from a snapshot's ``exposure_by_strategy``."""
+    return {str(k): str(snapshot["portfolio"]) for k in snapshot.get("exposure_by_strategy") or {}}
+
+
+def model_from_days(records: Mapping[str, Sequence[Mapping[str, Any]]], days: Mapping[str, PortfolioDay],
+                    homes: Mapping[str, str], date: str, portfolio: str | None, options: ReportOptions,
+                    audit: Mapping[str, Any]) -> dict[str, Any]:
+    """The model from folded portfolio days and the day's other records (alerts, controls, dlq,
+    strategy stats); ``homes`` maps strategies to portfolios (the stats' own field wins)."""
+    start_ms, end_ms = day_bounds(date)
+    stats = _in_day(records.get("strategy_stats", ()), start_ms, end_ms)
+    strategy_home = dict(homes)
+    strategy_home.update({str(s["strategy"]): str(s["portfolio"]) for s in stats
+                          if isinstance(s.get("strategy"), str) and isinstance(s.get("portfolio"), str)})
+    names = sorted(set(days) | set(strategy_home.values()))
     if portfolio is not None:
         if portfolio not in names:
             raise ReportError(f"no record of portfolio {portfolio!r} on {date} "
@@ -88,13 +104,14 @@ def build_model(records: Mapping[str, Sequence[Mapping[str, Any]]], date: str,
     def alert_owner(a: Mapping[str, Any]) -> str | None:
         return _owner(f"{a['scope']}:{a['entity_id']}", strategy_home)
 
-    days = {name: fold_day(by_portfolio.get(name, []), options) for name in names}
-    sections = [_portfolio_section(name, days[name],
-                                   [a for a in alerts if alert_owner(a) == name],
-                                   [c for c in controls if _owner(c["scope"], strategy_home) == name],
-                                   [s for s in stats if strategy_home.get(str(s.get("strategy"))) == name],
-                                   options)
-                for name in names]
+    folded = {name: days.get(name) or options.portfolio_day() for name in names}
+    sections = []
+    for name in names:
+        mine = [a for a in alerts if alert_owner(a) == name]
+        ctl = [c for c in controls if _owner(c["scope"], strategy_home) == name]
+        own_stats = [s for s in stats if strategy_home.get(str(s.get("strategy"))) == name]
+        rows = strategy_rows(own_stats, mine, ctl)
+        sections.append(portfolio_section(name, folded[name].result(), mine, ctl, rows))
     firm_alerts = [a for a in alerts if alert_owner(a) is None]
     return {
         "schema": SCHEMA_ID, "date": date, "start_ms": start_ms, "end_ms": end_ms,
@@ -105,24 +122,10 @@ def build_model(records: Mapping[str, Sequence[Mapping[str, Any]]], date: str,
         "data_quality": {
             "dead_letters": dead_letters(records.get("dlq", ()), start_ms, end_ms),
             "stale_feed_minutes": stale_minutes(alerts, options.stale_rules, end_ms),
-            "late_events": late_events(d.counter_growth() for d in days.values()),
+            "late_events": late_events(d.counter_growth() for d in folded.values()),
         },
-        "audit": audit_section(list(records.get("audit", ())), start_ms, end_ms),
+        "audit": dict(audit),
     }
-
-
-def fold_day(snapshots: Sequence[Mapping[str, Any]], options: ReportOptions) -> PortfolioDay:
-    """One portfolio's snapshots (event-time order) folded into its day."""
-    day = options.portfolio_day()
-    for s in snapshots:
-        day.add(s)
-    return day
-
-
-def _portfolio_section(name: str, day: PortfolioDay, alerts: list[dict[str, Any]],
-                       controls: list[dict[str, Any]], stats: Sequence[Mapping[str, Any]],
-                       options: ReportOptions) -> dict[str, Any]:
-    return portfolio_section(name, day.result(), alerts, controls, strategy_rows(stats, alerts, controls))
 
 
 def portfolio_section(name: str, figures: Mapping[str, Any], alerts: list[dict[str, Any]],

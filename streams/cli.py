@@ -1,6 +1,6 @@
 """``mevrisk``: the project's own subcommands, plus Faust's CLI for everything else.
 
-Ours: broker, topics, schemas, simulate, replay, var, backtest-var, rules, audit.
+Ours: broker, topics, schemas, simulate, replay, var, backtest-var, rules, audit, report.
 ``mevrisk worker`` (and any other Faust command) runs Faust's CLI on ``streams.app``.
 """
 
@@ -14,7 +14,8 @@ from pathlib import Path
 
 from streams.settings import REPO_ROOT, get_settings
 
-OWN_COMMANDS = {"broker", "topics", "schemas", "simulate", "replay", "var", "backtest-var", "rules", "audit"}
+OWN_COMMANDS = {"broker", "topics", "schemas", "simulate", "replay", "var", "backtest-var", "rules", "audit",
+                "report"}
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:

@@ -105,3 +105,20 @@ class DayArchive:
             self.skipped += len(self.days)
         self._reset()
         return out
+
+
+def merge_archived(models: Iterable[Mapping[str, Any]],
+                   portfolio: str | None = None) -> dict[str, Any] | None:
+    """One report model of a day from its archived per-portfolio models (all, or ``portfolio``'s; the
+    last record of a key wins, as compaction keeps it); None when there is none. Firm-wide parts come
+    from the first portfolio's."""
+    latest = {str(m.get("portfolio")): m for m in models
+              if portfolio is None or m.get("portfolio") == portfolio}
+    chosen = [latest[k] for k in sorted(latest)]
+    if not chosen:
+        return None
+    merged = {k: v for k, v in chosen[0].items() if k not in ("portfolio", "ts_ms")}
+    merged["portfolios"] = [p for m in chosen for p in m.get("portfolios", [])
+                            if portfolio is None or p.get("portfolio") == portfolio]
+    merged["portfolio_filter"], merged["source"] = portfolio, "archive (risk.reports)"
+    return merged

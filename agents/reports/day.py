@@ -29,3 +29,13 @@ def day_bounds(date: str) -> tuple[int, int]:
 def day_of(ts_ms: int) -> str:
     """The UTC date (``YYYY-MM-DD``) of an event time in ms."""
     return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.UTC).date().isoformat()
+
+
+def event_ms(record: object, key: str = "ts_ms") -> int | None:
+    """A record's integer event time under ``key``, or None (records read from topics are untrusted).
+
+    >>> event_ms({"ts_ms": 5}), event_ms({"ts_ms": "5"}), event_ms({"ts_ms": True}), event_ms("x")
+    (5, None, None, None)
+    """
+    value = record.get(key) if isinstance(record, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

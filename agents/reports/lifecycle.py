@@ -22,14 +22,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from agents.alerts.rules import SEVERITY_RANK
+from agents.reports.day import event_ms
 
 
 def lifecycles(events: Iterable[Mapping[str, Any]], start_ms: int, end_ms: int) -> list[dict[str, Any]]:
     """One lifecycle per alert that started firing in ``[start_ms, end_ms)``, in firing order;
     events after ``end_ms`` are not seen (the alert is open at the end of the day)."""
     alerts: dict[str, dict[str, Any]] = {}
-    for e in sorted(events, key=lambda e: int(e.get("ts_ms", 0))):
-        aid, transition, ts = e.get("id"), e.get("transition"), int(e.get("ts_ms", 0))
+    timed = [(ts, e) for e in events if (ts := event_ms(e)) is not None]
+    for ts, e in sorted(timed, key=lambda pair: pair[0]):
+        aid, transition = e.get("id"), e.get("transition")
         if not isinstance(aid, str) or ts >= end_ms:
             continue
         if transition == "firing" and aid not in alerts:
@@ -86,10 +88,10 @@ def mttx(alerts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def controls_of(controls: Iterable[Mapping[str, Any]], start_ms: int, end_ms: int) -> list[dict[str, Any]]:
     """The day's controls (HALT / REDUCE / RESUME) with actor and reason, in event-time order."""
-    out = [{"ts_ms": int(c.get("ts_ms", 0)), "scope": c.get("scope"), "command": c.get("command"),
+    out = [{"ts_ms": ts, "scope": c.get("scope"), "command": c.get("command"),
             "state": c.get("state"), "actor": c.get("actor"), "reason": c.get("reason"),
             "alert_id": c.get("alert_id"), "control_id": c.get("control_id")}
-           for c in controls if start_ms <= int(c.get("ts_ms", 0)) < end_ms]
+           for c in controls if (ts := event_ms(c)) is not None and start_ms <= ts < end_ms]
     return sorted(out, key=lambda c: c["ts_ms"])
 
 

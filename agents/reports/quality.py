@@ -14,12 +14,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from agents.audit.chain import verify_chains
+from agents.reports.day import event_ms
 from agents.reports.figures import COUNTERS
 
 
 def dead_letters(dlq: Iterable[Mapping[str, Any]], start_ms: int, end_ms: int) -> dict[str, Any]:
     """Counts of the day's dead letters (by ``received_ts_ms``) by reason and by source topic."""
-    day = [d for d in dlq if start_ms <= int(d.get("received_ts_ms", -1)) < end_ms]
+    day = [d for d in dlq if (ts := event_ms(d, "received_ts_ms")) is not None and start_ms <= ts < end_ms]
     by_reason = Counter(str(d.get("reason")) for d in day)
     by_topic = Counter(str(d.get("source_topic")) for d in day)
     return {"total": len(day), "by_reason": dict(sorted(by_reason.items())),
@@ -49,5 +50,5 @@ def audit_section(records: Sequence[Mapping[str, Any]], start_ms: int, end_ms: i
         chains.append({"stream": stream, "ok": ok, "first_bad_seq": bad_seq, "reason": reason,
                        "records": len(mine), "head_seq": head.get("seq"), "head_hash": head.get("hash"),
                        "records_in_day": sum(1 for r in mine
-                                             if start_ms <= int(r.get("ts_ms", -1)) < end_ms)})
+                                             if start_ms <= (event_ms(r) or -1) < end_ms)})
     return {"ok": all(c["ok"] for c in chains), "records": len(records), "chains": chains}

@@ -25,7 +25,7 @@ def strategy_rows(stats: Iterable[Mapping[str, Any]], alerts: Sequence[Mapping[s
                   controls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per strategy seen in ``stats`` (already the day's), in name order."""
     rows: dict[str, dict[str, Any]] = {}
-    for s in sorted(stats, key=lambda s: int(s.get("ts_ms", 0))):
+    for s in sorted(stats, key=lambda s: s["ts_ms"]):  # the day's: integer ts_ms (model._in_day)
         name = s.get("strategy")
         if not isinstance(name, str):
             continue

@@ -44,6 +44,11 @@ def num(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
 
+def _num_cell(value: Any) -> str:
+    """A number of a block as published (the engine's: untrusted), or a dash."""
+    return num(value) if isinstance(value, int | float) and not isinstance(value, bool) else cell(None)
+
+
 def pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
@@ -212,7 +217,7 @@ def controls_table(controls: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _backtest(b: Mapping[str, Any]) -> str:
-    zone = b["zone"] or "none"
+    zone = str(b["zone"] or "none")
     out = (
         f'<p>Traffic-light zone at the end of the day: <b class="zone-{escape(zone)}">{escape(zone)}</b></p>'
     )
@@ -222,14 +227,14 @@ def _backtest(b: Mapping[str, Any]) -> str:
             rows.append(
                 (
                     label,
-                    str(r["observations"]),
-                    str(r["exceptions"]),
-                    num(r["kupiec_lr"]),
-                    num(r["kupiec_pvalue"]),
-                    num(r["christoffersen_lr"]),
-                    num(r["christoffersen_pvalue"]),
-                    f"{r['zone_exceptions']} / {r['zone_observations']}",
-                    cell(r["zone"]),
+                    cell(r.get("observations")),
+                    cell(r.get("exceptions")),
+                    _num_cell(r.get("kupiec_lr")),
+                    _num_cell(r.get("kupiec_pvalue")),
+                    _num_cell(r.get("christoffersen_lr")),
+                    _num_cell(r.get("christoffersen_pvalue")),
+                    f"{cell(r.get('zone_exceptions'))} / {cell(r.get('zone_observations'))}",
+                    cell(r.get("zone")),
                 )
             )
     out += table(

@@ -17,7 +17,9 @@ no longer reach back to the day's start never overwrites a complete day with a p
 >>> a = DayArchive()
 >>> a.observe([("risk.snapshots", "p", {"portfolio": "p", "ts_ms": 1764547200000, "var_95_usd": 1.0})])
 []
->>> [(t, k) for t, k, _ in a.observe([("risk.snapshots", "p", {"portfolio": "p", "ts_ms": 1764633600000})])]
+>>> a.observe([("risk.snapshots", "p", {"portfolio": "p", "ts_ms": 1764633600000})])  # in the grace
+[]
+>>> [(t, k) for t, k, _ in a.observe([("risk.snapshots", "p", {"portfolio": "p", "ts_ms": 1764633720000})])]
 [('risk.reports', '2025-12-01|p')]
 """
 
@@ -34,76 +36,91 @@ REPORTS_TOPIC = "risk.reports"
 _KEPT = {"risk.alerts": "alerts", "risk.controls": "controls", "risk.dlq": "dlq"}
 
 
-class DayArchive:
-    """Folds one worker's outputs by UTC day; emits ``(risk.reports, key, model)`` at day close."""
+class _OpenDay:
+    """What the archive holds of one day: each portfolio's fold and the day's other outputs."""
 
-    def __init__(self, options: ReportOptions | None = None) -> None:
-        self.options = options or ReportOptions(source="archive")
-        self.day: str | None = None
-        self.complete = False
-        self.skipped = 0
-        self.late = 0
-        """Outputs of a day already closed (not archived)."""
-        self._reset()
-
-    def _reset(self) -> None:
+    def __init__(self, complete: bool) -> None:
+        self.complete = complete
         self.days: dict[str, PortfolioDay] = {}
         self.homes: dict[str, str] = {}
         self.records: dict[str, list[Mapping[str, Any]]] = {k: [] for k in _KEPT.values()}
         self.heads: dict[str, Mapping[str, Any]] = {}
         self.audit_in_day: dict[str, int] = {}
 
+
+class DayArchive:
+    """Folds one worker's outputs by UTC day; emits ``(risk.reports, key, model)`` at day close.
+
+    Outputs are not strictly in event-time order across portfolios (one bar close, or one jump over
+    a quiet night, publishes each portfolio's outputs in turn), so a day closes only at the end of an
+    ``observe`` call whose outputs reached ``grace_bars`` bars past the day's end."""
+
+    def __init__(self, options: ReportOptions | None = None, grace_bars: int = 2) -> None:
+        self.options = options or ReportOptions(source="archive")
+        self.grace_ms = grace_bars * self.options.bar_ms
+        self.open: dict[str, _OpenDay] = {}
+        self.closed_until: str | None = None
+        """The newest day closed: outputs of it or before are late."""
+        self.first_day: str | None = None
+        self.max_ts: int | None = None
+        self.skipped = 0
+        """Portfolio days not archived because they were not seen from their start."""
+        self.late = 0
+        """Outputs of a day already closed (not archived)."""
+
     def observe(self, outputs: Iterable[tuple[str, str, Mapping[str, Any]]]
                 ) -> list[tuple[str, str, dict[str, Any]]]:
-        """Fold ``outputs`` (in publishing order); returns the archive records of closed days."""
-        out: list[tuple[str, str, dict[str, Any]]] = []
+        """Fold ``outputs`` (one publishing batch); returns the archive records of the days it closed."""
         for topic, _, value in outputs:
             ts = value.get("received_ts_ms" if topic == "risk.dlq" else "ts_ms")
             if topic == REPORTS_TOPIC or not isinstance(ts, int) or isinstance(ts, bool):
                 continue
             day = day_of(ts)
-            if self.day is None:
-                self.day = day
-                self.complete = ts < day_bounds(day)[0] + 2 * self.options.bar_ms
-            elif day > self.day:
-                out.extend(self.close())
-                self.day, self.complete = day, True
-            elif day < self.day:
+            if self.closed_until is not None and day <= self.closed_until:
                 self.late += 1
                 continue
-            self._fold(topic, value)
+            if day not in self.open:
+                seen_before = self.first_day is not None and self.first_day < day
+                self.open[day] = _OpenDay(seen_before or ts < day_bounds(day)[0] + 2 * self.options.bar_ms)
+            self.first_day = day if self.first_day is None else min(self.first_day, day)
+            self.max_ts = ts if self.max_ts is None else max(self.max_ts, ts)
+            self._fold(self.open[day], topic, value)
+        out: list[tuple[str, str, dict[str, Any]]] = []
+        for day in sorted(self.open):
+            if self.max_ts is not None and self.max_ts >= day_bounds(day)[1] + self.grace_ms:
+                out.extend(self.close(day))
         return out
 
-    def _fold(self, topic: str, value: Mapping[str, Any]) -> None:
+    def _fold(self, held: _OpenDay, topic: str, value: Mapping[str, Any]) -> None:
         if topic == "risk.snapshots" and isinstance(value.get("portfolio"), str):
             name = value["portfolio"]
-            if name not in self.days:
-                self.days[name] = self.options.portfolio_day()
-            self.days[name].add(value)
-            self.homes.update(strategy_homes(value))
+            if name not in held.days:
+                held.days[name] = self.options.portfolio_day()
+            held.days[name].add(value)
+            held.homes.update(strategy_homes(value))
         elif topic == "risk.audit":
             stream = str(value.get("stream"))
-            self.heads[stream] = {"seq": value.get("seq"), "hash": value.get("hash")}
-            self.audit_in_day[stream] = self.audit_in_day.get(stream, 0) + 1
+            held.heads[stream] = {"seq": value.get("seq"), "hash": value.get("hash")}
+            held.audit_in_day[stream] = held.audit_in_day.get(stream, 0) + 1
         elif topic in _KEPT:
-            self.records[_KEPT[topic]].append(value)
+            held.records[_KEPT[topic]].append(value)
 
-    def close(self) -> list[tuple[str, str, dict[str, Any]]]:
-        """Archive records of the open day (none if it was not seen from its start); starts afresh."""
+    def close(self, day: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """Archive records of an open day (none if it was not seen from its start)."""
+        held = self.open.pop(day)
+        self.closed_until = day if self.closed_until is None else max(self.closed_until, day)
+        if not held.complete:
+            self.skipped += len(held.days)
+            return []
+        audit = {"ok": None, "records": sum(held.audit_in_day.values()), "chains": [
+            {"stream": s, "ok": None, "first_bad_seq": None, "reason": "head as written, not verified",
+             "records": held.audit_in_day[s], "head_seq": h["seq"], "head_hash": h["hash"],
+             "records_in_day": held.audit_in_day[s]} for s, h in sorted(held.heads.items())]}
         out: list[tuple[str, str, dict[str, Any]]] = []
-        if self.day is not None and self.complete:
-            audit = {"ok": None, "records": sum(self.audit_in_day.values()), "chains": [
-                {"stream": s, "ok": None, "first_bad_seq": None, "reason": "head as written, not verified",
-                 "records": self.audit_in_day[s], "head_seq": h["seq"], "head_hash": h["hash"],
-                 "records_in_day": self.audit_in_day[s]} for s, h in sorted(self.heads.items())]}
-            for name in sorted(self.days):
-                model = model_from_days(self.records, self.days, self.homes, self.day, name, self.options,
-                                        audit)
-                model["portfolio"], model["ts_ms"] = name, day_bounds(self.day)[1]
-                out.append((REPORTS_TOPIC, f"{self.day}|{name}", model))
-        elif self.day is not None:
-            self.skipped += len(self.days)
-        self._reset()
+        for name in sorted(held.days):
+            model = model_from_days(held.records, held.days, held.homes, day, name, self.options, audit)
+            model["portfolio"], model["ts_ms"] = name, day_bounds(day)[1]
+            out.append((REPORTS_TOPIC, f"{day}|{name}", model))
         return out
 
 

@@ -45,10 +45,14 @@ def _outputs(records: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, d
 
 
 def test_archive_of_a_closed_day_equals_the_report_of_its_records() -> None:
-    records = _day_records()  # ends with a snapshot of the next day: it closes the day
+    records = _day_records()  # ends with a snapshot of the next day, within the grace of 2 bars
     options = ReportOptions(bar_ms=60_000, source="archive")
     archive = DayArchive(options)
-    archived = archive.observe(_outputs(records))
+    outputs = _outputs(records)
+    # one batch out of event-time order (as a bar close publishes portfolio after portfolio)
+    outputs = [*outputs[-1:], *outputs[:-1]]
+    assert archive.observe(outputs) == []
+    archived = archive.observe([("risk.snapshots", "beta", snapshot(END + 120_000, "beta"))])
     assert [key for _, key, _ in archived] == ["2025-12-01|alpha", "2025-12-01|beta"]
     for topic, key, value in archived:
         assert topic == "risk.reports"
@@ -70,10 +74,11 @@ def test_a_day_not_seen_from_its_start_is_not_archived() -> None:
     archive = DayArchive(ReportOptions(bar_ms=60_000))
     late_start = [("risk.snapshots", "alpha", snapshot(START + 3_600_000, var_95_usd=1.0))]
     assert archive.observe(late_start) == []
-    closed = archive.observe([("risk.snapshots", "alpha", snapshot(END + 1_000, var_95_usd=1.0))])
+    closed = archive.observe([("risk.snapshots", "alpha", snapshot(END + 1_000, var_95_usd=1.0)),
+                              ("risk.snapshots", "alpha", snapshot(END + 200_000, var_95_usd=1.0))])
     assert closed == [] and archive.skipped == 1
     # the next day was seen from its start (an output of the day before): archived when it closes
-    closed = archive.observe([("risk.snapshots", "alpha", snapshot(END + 86_400_000, var_95_usd=1.0))])
+    closed = archive.observe([("risk.snapshots", "alpha", snapshot(END + 86_600_000, var_95_usd=1.0))])
     assert [key for _, key, _ in closed] == ["2025-12-02|alpha"]
     assert archive.observe([("risk.snapshots", "alpha", snapshot(START, var_95_usd=1.0))]) == []
     assert archive.late == 1

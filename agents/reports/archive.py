@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agents.reports.day import day_bounds, day_of
+from agents.reports.day import DAY_MS, day_bounds, day_of
 from agents.reports.figures import PortfolioDay
 from agents.reports.model import ReportOptions, model_from_days, strategy_homes
 
@@ -67,6 +67,7 @@ class DayArchive:
         """Portfolio days not archived because they were not seen from their start."""
         self.late = 0
         """Outputs of a day already closed (not archived)."""
+        self._names: dict[int, str] = {}
 
     def observe(self, outputs: Iterable[tuple[str, str, Mapping[str, Any]]]
                 ) -> list[tuple[str, str, dict[str, Any]]]:
@@ -75,7 +76,7 @@ class DayArchive:
             ts = value.get("received_ts_ms" if topic == "risk.dlq" else "ts_ms")
             if topic == REPORTS_TOPIC or not isinstance(ts, int) or isinstance(ts, bool):
                 continue
-            day = day_of(ts)
+            day = self._day_of(ts)
             if self.closed_until is not None and day <= self.closed_until:
                 self.late += 1
                 continue
@@ -90,6 +91,16 @@ class DayArchive:
             if self.max_ts is not None and self.max_ts >= day_bounds(day)[1] + self.grace_ms:
                 out.extend(self.close(day))
         return out
+
+    def _day_of(self, ts_ms: int) -> str:
+        """``day_of`` with the day's name cached (this runs for every output the worker publishes)."""
+        index = ts_ms // DAY_MS
+        name = self._names.get(index)
+        if name is None:
+            if len(self._names) > 64:
+                self._names.clear()
+            name = self._names[index] = day_of(ts_ms)
+        return name
 
     def _fold(self, held: _OpenDay, topic: str, value: Mapping[str, Any]) -> None:
         if topic == "risk.snapshots" and isinstance(value.get("portfolio"), str):

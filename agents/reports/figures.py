@@ -56,9 +56,14 @@ DEFAULT_LIMITS = (
 def value_of(snapshot: Snapshot, metric: str) -> float | None:
     """A finite number of a snapshot, or None."""
     value = snapshot.get(metric)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+    kind = type(value)
+    if kind is float:  # the common case first: this runs ~15 times per snapshot in the worker
+        return value if math.isfinite(value) else None  # type: ignore[arg-type]
+    if kind is int:
+        return float(value)  # type: ignore[arg-type]
+    if isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)  # subclasses (numpy floats)
+    return None
 
 
 class SeriesFold:

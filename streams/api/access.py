@@ -12,6 +12,8 @@ header or a token.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -195,3 +197,14 @@ def check_exposure(settings: ApiSettings, tokens: TokenStore, binds: Iterable[st
             f"the web server listens on {', '.join(exposed)} (not loopback) and {why}, so anyone who "
             "reaches it reads every portfolio: configure MEVRISK_API_TOKENS, bind to 127.0.0.1, or set "
             "MEVRISK_API_ALLOW_OPEN_READS=true to allow it")
+
+
+def bearer_matches(header: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header is ``Bearer <token>`` (constant-time comparison).
+
+    >>> bearer_matches("Bearer s3cret-metrics", "s3cret-metrics"), bearer_matches(None, "x")
+    (True, False)
+    """
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        hashlib.sha256(given.strip().encode()).digest(), hashlib.sha256(token.encode()).digest())

@@ -100,7 +100,8 @@ async def test_a_fake_peer_receives_no_user_token_and_cannot_replay(host: FakeHo
         for header, value in (("X-MevRisk-Actor-Role", "admin"), ("X-MevRisk-Actor", "ada")):
             resp = await real.post(path, headers={**signed, header: value}, data=body)
             assert resp.status == 401
-        assert host.published == []
+        assert host.of("risk.alerts") == []  # the real worker only took the (signed) reload
+        assert [r["kind"] for r in host.of("risk.audit")] == ["rules_reload"]
     finally:
         await stranger.close()
         await real.close()

@@ -75,7 +75,8 @@ async def test_a_fake_peer_receives_no_user_token_and_cannot_replay(host: FakeHo
     through a worker whose group holds a fake peer: the fake gets signed requests, no token; the
     captured request replayed to a real worker, or altered, is refused."""
     real = await make_client(host, peer_secret=PEER_SECRET)
-    stranger = await make_client(FakeHost(build_pipeline(PipelineOptions(bar_ms=1000))), peer_secret=PEER_SECRET)
+    stranger = await make_client(FakeHost(build_pipeline(PipelineOptions(bar_ms=1000))),
+                                 peer_secret=PEER_SECRET)
     try:
         fake_url = str(fake_peer.server.make_url("")).rstrip("/")  # type: ignore[union-attr]
         stranger.service.peers = lambda: [fake_url, _url(real)]
@@ -88,7 +89,7 @@ async def test_a_fake_peer_receives_no_user_token_and_cannot_replay(host: FakeHo
         assert [r[:2] for r in fake_peer.received] == [("POST", "/api/v1/alerts"),
                                                         ("POST", "/api/v1/rules/reload")]
         assert fake_peer.leaked() == []
-        method, path, headers, body = fake_peer.received[0]
+        _method, path, headers, body = fake_peer.received[0]
         assert headers["X-MevRisk-Actor"] == "olga" and headers["X-MevRisk-Actor-Role"] == "operator"
         assert re.fullmatch(r"v1=[0-9a-f]{64}", headers["X-MevRisk-Peer-Signature"])
 

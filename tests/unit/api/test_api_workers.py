@@ -163,7 +163,8 @@ async def test_alert_action_is_forwarded_to_the_owner(host: FakeHost) -> None:
 
 
 async def test_unreachable_owner_is_503_not_404(host: FakeHost) -> None:
-    stranger = await make_client(FakeHost(build_pipeline(PipelineOptions(bar_ms=1000))), peer_secret=PEER_SECRET)
+    stranger = await make_client(FakeHost(build_pipeline(PipelineOptions(bar_ms=1000))),
+                                 peer_secret=PEER_SECRET)
     try:
         stranger.service.peers = lambda: ["http://127.0.0.1:9"]  # discard port: nobody listens
         resp = await stranger.post("/api/v1/alerts", headers=OPER, json={"alert_id": "abc",

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from agents.assembly import PipelineOptions, build_pipeline
+from tests.integration.conftest import env, start_worker, worker_watch  # noqa: F401 - fixtures
 from tests.unit.api.conftest import BEARER, TOKENS, FakeHost, base, host, make_client  # noqa: F401 - fixtures
 
 PEER_SECRET = "security-test-peer-secret-01"
@@ -190,3 +191,115 @@ def _fork(pipeline: Any, owned: frozenset[int]) -> Any:
     copy = Base(pipeline).fresh()
     copy.owned_partitions = owned
     return copy
+
+
+# ---- two live workers and a fake peer on a real broker --------------------------------------------
+@pytest.mark.integration
+def test_live_workers_forward_signed_and_a_fake_peer_gets_no_token(env, start_worker, tmp_path) -> None:  # noqa: F811
+    """Two workers with a peer secret: an acknowledgement and a HALT sent to the worker that does
+    not own the alert's or the scope's partition are taken and audited by the owner, for the caller.
+    Then a third member joins the group advertising a made-up URL where a capturing server listens:
+    what it is sent carries no user token and does not verify on a real worker."""
+    from tests.integration.conftest import consume, run, wait_until
+    from tests.integration.test_api import _feed, _owned_alert, _state_on, call, get
+
+    admin, viewer = "live-admin-token-0001", "live-viewer-token-001"
+    tokens = json.dumps({admin: {"role": "admin", "name": "live-admin"}, viewer: "viewer"})
+    common = {"MEVRISK_BAR_MS": "1000", "MEVRISK_API_TOKENS": tokens, "MEVRISK_PEER_SECRET": PEER_SECRET}
+    first, second = start_worker(**common), start_worker(**common)
+
+    def peers(worker: Any) -> list[str]:
+        return get(worker, "/api/v1/health", token=viewer)[1]["peers"]
+
+    for worker, peer in ((first, second), (second, first)):
+        wait_until(lambda w=worker, p=peer: [u.rsplit(":", 1)[-1] for u in peers(w)] == [str(p.web_port)],
+                   90, f"the consumer group seen by :{worker.web_port}")
+    _feed(env, tmp_path, duration_s=40)
+    owner, other, alert = wait_until(lambda: _owned_alert((first, second)), 120, "a firing portfolio alert")
+
+    status, body, headers = call(other, "POST", "/api/v1/alerts", {"alert_id": alert["id"],
+                                                                   "action": "acknowledge"}, token=admin)
+    assert status == 200 and body["actor"] == "live-admin", body
+    assert headers.get("X-MevRisk-Answered-By", "").endswith(f":{owner.web_port}")
+    wait_until(lambda: _state_on(owner, alert["id"]) == "acknowledged", 30, "the ack on its owner")
+
+    scope = f"portfolio:{alert['portfolio']}"
+    status, body, headers = call(other, "POST", "/api/v1/controls", {"scope": scope, "command": "HALT",
+                                                                     "reason": "live test"}, token=admin)
+    assert status == 200, body
+    assert headers.get("X-MevRisk-Answered-By", "").endswith(f":{owner.web_port}")
+
+    def control_audits() -> list[dict[str, Any]]:
+        records = run(consume(env.bootstrap, env.topic("risk.audit"), 100_000, timeout=5))
+        return [r for r in records if r.get("kind") == "control"
+                and (r.get("payload") or {}).get("actor") == "live-admin"]
+
+    audits = wait_until(control_audits, 60, "the HALT audited")
+    assert len(audits) == 1 and re.fullmatch(r"risk-p\d+", audits[0]["stream"]), audits
+
+    # a fake member of the group: a worker advertising 127.0.0.2:<port>, where a capturing server listens
+    fake_worker = start_worker(MEVRISK_WEB_HOST="127.0.0.2", MEVRISK_WEB_BIND="127.0.0.1")
+    fake_url = f"http://127.0.0.2:{fake_worker.web_port}"
+    captured = _CaptureServer("127.0.0.2", fake_worker.web_port)
+    try:
+        wait_until(lambda: fake_url in peers(first), 120, "the fake peer in the group")
+        status, body, _ = call(first, "POST", "/api/v1/alerts", {"alert_id": "no-such-alert",
+                                                                 "action": "resolve"}, token=admin)
+        assert status == 404, body
+        assert call(first, "POST", "/api/v1/rules/reload", {}, token=admin)[0] == 200
+        wait_until(lambda: len(captured.requests) >= 2, 30, "the fake peer asked")
+        for path, head, payload in captured.requests:
+            text = json.dumps(head) + payload.decode(errors="replace")
+            assert admin not in text and viewer not in text and "authorization" not in text.lower(), path
+            assert head.get("X-MevRisk-Actor") == "live-admin" and head.get("X-MevRisk-Peer-Signature")
+        path, head, payload = captured.requests[0]
+        replay = {k: v for k, v in head.items() if k.startswith("X-MevRisk-")}
+        status = _post(f"http://127.0.0.1:{second.web_port}{path}", payload, replay)
+        assert status == 401  # signed for the fake's URL, and only once
+    finally:
+        captured.close()
+
+
+class _CaptureServer:
+    """An HTTP server (in a thread) that records every POST and answers 404."""
+
+    def __init__(self, address: str, port: int) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length") or 0)
+                outer.requests.append((self.path, dict(self.headers), self.rfile.read(size)))
+                self.send_response(404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"error": "not here"}')
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((address, port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def _post(url: str, data: bytes, headers: dict[str, str]) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={**headers, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)

@@ -201,11 +201,13 @@ def test_live_workers_forward_signed_and_a_fake_peer_gets_no_token(env, start_wo
     Then a third member joins the group advertising a made-up URL where a capturing server listens:
     what it is sent carries no user token and does not verify on a real worker."""
     from tests.integration.conftest import consume, run, wait_until
+    from tests.integration.test_api import ADMIN as admin
+    from tests.integration.test_api import TOKENS as tokens
+    from tests.integration.test_api import VIEWER as viewer
     from tests.integration.test_api import _feed, _owned_alert, _state_on, call, get
 
-    admin, viewer = "live-admin-token-0001", "live-viewer-token-001"
-    tokens = json.dumps({admin: {"role": "admin", "name": "live-admin"}, viewer: "viewer"})
-    common = {"MEVRISK_BAR_MS": "1000", "MEVRISK_API_TOKENS": tokens, "MEVRISK_PEER_SECRET": PEER_SECRET}
+    common = {"MEVRISK_BAR_MS": "1000", "MEVRISK_API_TOKENS": json.dumps(tokens),
+              "MEVRISK_PEER_SECRET": PEER_SECRET}
     first, second = start_worker(**common), start_worker(**common)
 
     def peers(worker: Any) -> list[str]:
@@ -219,7 +221,7 @@ def test_live_workers_forward_signed_and_a_fake_peer_gets_no_token(env, start_wo
 
     status, body, headers = call(other, "POST", "/api/v1/alerts", {"alert_id": alert["id"],
                                                                    "action": "acknowledge"}, token=admin)
-    assert status == 200 and body["actor"] == "live-admin", body
+    assert status == 200 and body["actor"] == "it-admin", body
     assert headers.get("X-MevRisk-Answered-By", "").endswith(f":{owner.web_port}")
     wait_until(lambda: _state_on(owner, alert["id"]) == "acknowledged", 30, "the ack on its owner")
 
@@ -232,7 +234,7 @@ def test_live_workers_forward_signed_and_a_fake_peer_gets_no_token(env, start_wo
     def control_audits() -> list[dict[str, Any]]:
         records = run(consume(env.bootstrap, env.topic("risk.audit"), 100_000, timeout=5))
         return [r for r in records if r.get("kind") == "control"
-                and (r.get("payload") or {}).get("actor") == "live-admin"]
+                and (r.get("payload") or {}).get("actor") == "it-admin"]
 
     audits = wait_until(control_audits, 60, "the HALT audited")
     assert len(audits) == 1 and re.fullmatch(r"risk-p\d+", audits[0]["stream"]), audits
@@ -251,7 +253,7 @@ def test_live_workers_forward_signed_and_a_fake_peer_gets_no_token(env, start_wo
         for path, head, payload in captured.requests:
             text = json.dumps(head) + payload.decode(errors="replace")
             assert admin not in text and viewer not in text and "authorization" not in text.lower(), path
-            assert head.get("X-MevRisk-Actor") == "live-admin" and head.get("X-MevRisk-Peer-Signature")
+            assert head.get("X-MevRisk-Actor") == "it-admin" and head.get("X-MevRisk-Peer-Signature")
         path, head, payload = captured.requests[0]
         replay = {k: v for k, v in head.items() if k.startswith("X-MevRisk-")}
         status = _post(f"http://127.0.0.1:{second.web_port}{path}", payload, replay)

@@ -17,9 +17,9 @@ import hmac
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from streams.api.auth import ANONYMOUS, ApiConfigError, Principal, RateLimiter, Role, TokenStore
 from streams.api.common import ApiError, Handler, Route, json_response, read_body
@@ -161,7 +161,7 @@ def allowed_host_names(bind: str | None, advertised: str | None, extra: str) -> 
 Next = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def host_guard(allowed: frozenset[str] | None) -> Callable[[web.Request, Next], Awaitable[Any]]:
+def host_guard(allowed: frozenset[str] | None) -> Middleware:
     """aiohttp middleware answering 403 to a request whose ``Host`` is not ``allowed`` (a page of
     another site whose name was rebound to this address); a request without ``Host`` passes."""
     @web.middleware

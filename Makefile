@@ -57,7 +57,7 @@ demo: install ## fresh local Kafka, one worker and the simulator with an inciden
 	rm -rf .cache/kafka/data-$(KAFKA_PORT) .cache/worker  # demo data is not kept between runs
 	$(BIN)/mevrisk broker start --port $(KAFKA_PORT)
 	$(BIN)/mevrisk topics create
-	@bash deploy/demo.sh
+	@KAFKA_PORT=$(KAFKA_PORT) bash deploy/demo.sh
 
 test: install system-deps ## the whole suite and the packages' doctests against a real Kafka broker (started and stopped by the tests)
 	$(BIN)/python -m pytest
@@ -77,4 +77,4 @@ bench: topics ## benchmarks (key=value lines)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean: broker-stop ## stop the broker and remove caches (keeps the Kafka jars)
-	rm -rf .cache/kafka/data-* .cache/worker .pytest_cache
+	rm -rf .cache/kafka/data-* .cache/kafka/secured-* .cache/worker .pytest_cache

@@ -48,10 +48,11 @@ import orjson
 from agents.admission import Admission, AdmissionRefused
 from agents.alerts.controls import KillSwitch
 from agents.alerts.engine import AlertEngine
-from agents.alerts.rules import RuleError, parse_rules
+from agents.alerts.rules import parse_rules
 from agents.anomaly.checkpoint import ModelCheckpointer
 from agents.anomaly.models import ModelBundle
 from agents.audit.chain import AuditChain
+from agents.errors import MevRiskError
 from agents.risk.engine import RiskEngine
 from schemas.contracts import excerpt
 
@@ -572,8 +573,8 @@ class RiskPipeline:
             if kind == "rules_reload":
                 ruleset = parse_rules(action["document"], action["source"])
                 return self.reload_rules(ruleset, actor, action["document"])
-        except (KeyError, RuleError, TypeError, ValueError):  # e.g. the alert it named does not exist
-            self.stats.operator_skipped += 1
+        except (KeyError, MevRiskError, TypeError, ValueError):  # e.g. the alert it named does not exist,
+            self.stats.operator_skipped += 1  # or a silence refused (bad regex, too many)
             return []
         return []
 

@@ -46,6 +46,17 @@ CONSUMER_LAG = Gauge(
     "mevrisk_consumer_lag_messages", "Input messages not yet committed by this app's consumer group.",
     ["topic", "partition"], registry=REGISTRY,
 )
+UNTRUSTED_RECORDS = Counter(
+    "mevrisk_untrusted_records_total",
+    "Records read back from the engine's own output topics and not acted on, by topic and reason: "
+    "malformed, forged (audit tag does not verify), unsigned (no worker secret to authenticate it), "
+    "unlinked (does not continue its audit chain).",
+    ["topic", "reason"], registry=REGISTRY,
+)
+for _reason in ("malformed", "forged", "unsigned", "unlinked"):
+    UNTRUSTED_RECORDS.labels("risk.audit", _reason)
+for _topic in ("risk.snapshots", "risk.alerts", "risk.controls"):
+    UNTRUSTED_RECORDS.labels(_topic, "malformed")
 OUTPUTS = Counter(
     "mevrisk_outputs_total", "Records published to output topics, by topic.", ["topic"], registry=REGISTRY
 )

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from agents.admission import AdmissionLimits
 from agents.assembly import PipelineOptions, build_pipeline
+from agents.audit.trust import audit_key
 from agents.pipeline import RiskPipeline
 from streams.model_store import CheckpointPublisher, owns_positions_partition
 from streams.settings import Settings, get_settings
@@ -31,6 +32,7 @@ class PipelineSlots(Protocol):
     pipeline: Any
     publishers: dict[str, Any]
     checkpoints: Any
+    audit_key: bytes | None
 
 
 def pipeline_options(settings: Settings) -> PipelineOptions:
@@ -55,6 +57,13 @@ def checkpoint_secret(settings: Settings) -> bytes | None:
     return settings.checkpoint_secret.get_secret_value().encode()
 
 
+def audit_mac_key(settings: Settings) -> bytes | None:
+    """The key that signs and authenticates ``risk.audit`` records (derived from the worker secret),
+    or None when the secret is unset: then records go out unsigned and none read back is acted on."""
+    secret = checkpoint_secret(settings)
+    return None if secret is None else audit_key(secret)
+
+
 def install_pipeline(host: PipelineSlots, settings: Settings | None = None) -> RiskPipeline:
     """Give ``host`` a fresh pipeline built from ``deploy/config`` and the output topics."""
     settings = settings or get_settings()
@@ -70,6 +79,7 @@ def install_pipeline(host: PipelineSlots, settings: Settings | None = None) -> R
     pipeline.head_idle_secs = settings.head_idle_ms / 1000
     pipeline.checkpoint_ms = state_checkpoint_ms(settings)  # the clock stops at each checkpoint instant
     host.pipeline = pipeline
+    host.audit_key = audit_mac_key(settings)
     secret = checkpoint_secret(settings)
     host.checkpoints = (CheckpointPublisher(models_topic, owns_positions_partition, secret)
                         if secret is not None else None)

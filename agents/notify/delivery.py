@@ -182,7 +182,7 @@ class Dispatcher:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
         for kind in HTTP_TYPES:
-            self._transports.setdefault(kind, HttpTransport(self.config, self._get_session))
+            self._transports.setdefault(kind, HttpTransport(self.config, self._get_session, self._clock_ms))
         self._transports.setdefault("email", SmtpTransport(self.config))
         for name in self._enabled:
             channel = self.config.channels[name]

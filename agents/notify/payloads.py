@@ -3,17 +3,13 @@
 Each builder turns a :class:`~agents.notify.model.Batch` and its channel config into
 :class:`HttpRequest` objects (or an :class:`email.message.EmailMessage`). Headers
 carrying credentials are excluded from ``repr`` so a logged request leaks nothing.
-
->>> sig = sign(b'{"a":1}', "s3cret")
->>> sig.startswith("sha256="), verify(b'{"a":1}', "s3cret", sig), verify(b'{"a":2}', "s3cret", sig)
-(True, True, False)
+The only time-dependent part, the webhook signature's timestamp, is passed in
+(``now_secs``); see :mod:`agents.notify.signing`.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import html
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -32,6 +28,7 @@ from agents.notify.model import (
     rule_name,
     summary_of,
 )
+from agents.notify.signing import signature_headers
 
 SLACK_COLOURS = {
     "info": "#439FE0",
@@ -60,16 +57,6 @@ def _json(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
-def sign(body: bytes, secret: str) -> str:
-    """``X-MevRisk-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of the exact body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify(body: bytes, secret: str, signature: str) -> bool:
-    """Constant-time check of a received signature (for receivers and tests)."""
-    return hmac.compare_digest(sign(body, secret), signature)
-
-
 def alert_url(config: NotifyConfig, event: AlertEvent) -> str:
     """Link to the alert on the dashboard."""
     return f"{config.dashboard_url.rstrip('/')}/alerts/{quote(str(event['id']), safe='')}"
@@ -96,8 +83,10 @@ def _alert_line(event: AlertEvent) -> str:
 
 
 # -- generic webhook -----------------------------------------------------------
-def webhook_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig) -> HttpRequest:
-    """JSON body with every alert; HMAC signature and idempotency key headers."""
+def webhook_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig, *,
+                    now_secs: int) -> HttpRequest:
+    """JSON body with every alert; idempotency key and, with a secret, the signature headers
+    over ``now_secs.body`` (:mod:`agents.notify.signing`)."""
     body = _json({
         "version": "1",
         "idempotency_key": batch.batch_id,
@@ -113,7 +102,7 @@ def webhook_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig) 
     })
     headers = {**channel.headers, "Idempotency-Key": batch.batch_id}
     if channel.secret is not None:
-        headers["X-MevRisk-Signature"] = sign(body, channel.secret.get_secret_value())
+        headers.update(signature_headers(body, channel.secret.get_secret_value(), now_secs))
     if channel.url is None:  # the config validator requires it of an enabled channel
         raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs url")
     return HttpRequest("POST", channel.url, body, headers)
@@ -121,30 +110,37 @@ def webhook_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig) 
 
 # -- Slack -------------------------------------------------------------------------
 def slack_message(batch: Batch, config: NotifyConfig) -> dict[str, Any]:
-    """Incoming-webhook message: fallback ``text``, ``blocks``, coloured attachment."""
+    """Incoming-webhook message: fallback ``text``, ``blocks``, coloured attachment.
+
+    Every field Slack reads as mrkdwn (``text``, the section, attachment ``title``
+    and ``fallback``) has ``&``, ``<`` and ``>`` escaped, so text taken from an alert
+    cannot form a link or a mention (``<!channel>``); the header block is plain text.
+    """
     alerts = batch.alerts
     colour = SLACK_COLOURS["resolved" if batch.status == "resolved" else batch.max_severity]
     lines = [
-        f"*<{alert_url(config, a)}|{_mrkdwn(rule_name(a))}>* "
-        f"`{a['severity']}` {a['transition']} — {_mrkdwn(summary_of(a))}"
+        f"*<{alert_url(config, a)}|{mrkdwn_escape(rule_name(a))}>* "
+        f"`{a['severity']}` {mrkdwn_escape(str(a['transition']))} — "
+        f"{mrkdwn_escape(summary_of(a))}"
         for a in alerts[:_SLACK_MAX_ALERTS]
     ]
     if len(alerts) > _SLACK_MAX_ALERTS:
         lines.append(f"…and {len(alerts) - _SLACK_MAX_ALERTS} more")
+    heading = title(batch)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title(batch)[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}},
+        {"type": "header", "text": {"type": "plain_text", "text": heading[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), 3000)}},
         {"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"<{config.dashboard_url}|Open the MEV Risk dashboard>"},
         ]},
     ]
     return {
-        "text": title(batch),
+        "text": mrkdwn_escape(heading),
         "blocks": blocks,
         "attachments": [{
             "color": colour,
-            "fallback": title(batch),
-            "title": title(batch)[:150],
+            "fallback": mrkdwn_escape(heading),
+            "title": mrkdwn_escape(heading[:150]),
             "title_link": alert_url(config, alerts[0]) if len(alerts) == 1 else
             config.dashboard_url,
             "fields": [{"title": "severity", "value": batch.max_severity, "short": True},
@@ -153,8 +149,22 @@ def slack_message(batch: Batch, config: NotifyConfig) -> dict[str, Any]:
     }
 
 
-def _mrkdwn(text: str) -> str:
+def mrkdwn_escape(text: str) -> str:
+    """Escape Slack's control characters ``&``, ``<``, ``>`` (in that order).
+
+    >>> mrkdwn_escape("<!channel> P&L <http://x|y>")
+    '&lt;!channel&gt; P&amp;L &lt;http://x|y&gt;'
+    """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters without splitting an ``&...;`` entity."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    amp = head.rfind("&", max(0, limit - 5))
+    return head[:amp] if amp != -1 and ";" not in head[amp:] else head
 
 
 def slack_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig) -> HttpRequest:
@@ -339,11 +349,12 @@ def alertmanager_request(batch: Batch, channel: ChannelConfig, config: NotifyCon
                        dict(channel.headers))
 
 
-def http_requests(batch: Batch, channel: ChannelConfig, config: NotifyConfig
-                  ) -> list[HttpRequest]:
-    """The HTTP calls one delivery of ``batch`` makes on an HTTP channel."""
+def http_requests(batch: Batch, channel: ChannelConfig, config: NotifyConfig, *,
+                  now_secs: int) -> list[HttpRequest]:
+    """The HTTP calls one delivery of ``batch`` makes on an HTTP channel at ``now_secs``
+    (wall-clock Unix seconds, for the webhook signature)."""
     if channel.type == "webhook":
-        return [webhook_request(batch, channel, config)]
+        return [webhook_request(batch, channel, config, now_secs=now_secs)]
     if channel.type == "slack":
         return [slack_request(batch, channel, config)]
     if channel.type == "sms":

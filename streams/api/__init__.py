@@ -25,6 +25,7 @@ import contextlib
 import logging
 from typing import Any
 
+from streams import kafka_clients, logsafe
 from streams.api.auth import ApiConfigError, Role, TokenStore, load_token_mapping
 from streams.api.config import ApiSettings, get_api_settings
 from streams.api.hub import HUB, EventHub, notify_listeners
@@ -43,8 +44,9 @@ REPLAY_PER_PARTITION = {"risk.snapshots": 300, "risk.alerts": 1_000, "risk.contr
 def build_service(host: Any, settings: ApiSettings | None = None, hub: EventHub | None = None) -> ApiService:
     """The API of one worker, from settings (tokens parsed here: a bad config fails at start)."""
     settings = settings or get_api_settings()
-    tokens = TokenStore.from_mapping(load_token_mapping(settings.tokens.get_secret_value(),
-                                                        settings.tokens_file))
+    mapping = load_token_mapping(settings.tokens.get_secret_value(), settings.tokens_file)
+    logsafe.register_secrets(str(token) for token in mapping)  # never in a log line
+    tokens = TokenStore.from_mapping(mapping)
     rules_path = settings.rules_path
     if rules_path is None:
         from streams.settings import get_settings
@@ -76,6 +78,10 @@ def register_views(app: Any, host: Any, settings: ApiSettings | None = None) -> 
     _REGISTERED.add(id(app))
     settings = settings or get_api_settings()
     service = build_service(host, settings)
+    from streams.settings import get_settings
+    from streams.wiring import audit_mac_key
+
+    service.hub.audit_key = audit_mac_key(get_settings())  # silences followed only when signed
     by_path: dict[str, list[Route]] = {}
     for route in ROUTES:
         by_path.setdefault(route.path, []).append(route)
@@ -110,14 +116,12 @@ def _replicate_outputs(hub: EventHub) -> Any:
         """Read every partition of the output topics (no consumer group) into the hub, so any
         worker answers for any portfolio and streams every portfolio's events; from
         ``risk.audit`` the hub keeps delivery outcomes and follows silences."""
-        from aiokafka import AIOKafkaConsumer
-
         from streams.settings import get_settings
         from streams.topics import ALERTS, AUDIT, CONTROLS, SNAPSHOTS, contract_topic
 
         names = (SNAPSHOTS, ALERTS, CONTROLS, AUDIT)
         # no group: aiokafka assigns every partition of the subscribed topics to this consumer
-        consumer = AIOKafkaConsumer(*names, group_id=None,
+        consumer = kafka_clients.consumer(*names, group_id=None,
                                     bootstrap_servers=get_settings().kafka_bootstrap_servers,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     max_partition_fetch_bytes=4_194_304)

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams import kafka_clients
 from streams.sim.config import SimConfig
 from streams.sim.errors import SimulatorError
 from streams.sim.events import CONTROLS, Event
@@ -90,7 +91,7 @@ async def _follow_controls(bootstrap: str, topic: str, on_control: Callable[[dic
     `ready` is set once the records present at start-up have been applied (or at once when
     the topic does not exist).
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -152,7 +153,7 @@ async def publish(events: Iterable[Event], bootstrap: str, pace: Pace = "fast", 
     consumer feeds ``risk.controls`` to `on_control` (after catching up, at most 10 s)."""
     stats = PublishStats()
     started = time.monotonic()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap,
+    producer = kafka_clients.producer(bootstrap_servers=bootstrap,
                                 **{**PRODUCER_DEFAULTS, **(producer_config or {})})
     follower: asyncio.Task | None = None
     await producer.start()

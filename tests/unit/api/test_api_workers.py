@@ -10,10 +10,13 @@ from typing import Any
 
 from agents.assembly import PipelineOptions, build_pipeline
 from agents.audit.chain import AuditChain
+from agents.audit.trust import audit_key, sign
 from tests.unit.api.conftest import BEARER, FakeHost, make_client
 
 VIEWER, OPER = BEARER["viewer"], BEARER["operator"]
 FAR_MS = 2_000_000_000_000
+KEY = audit_key(b"unit-test-worker-secret")
+"""The workers' audit key: silences are followed only from records signed with it."""
 
 
 def _delivery(chain: AuditChain, outcome: str, alert_id: str, ts_ms: int, channel: str = "webhook",
@@ -63,7 +66,7 @@ async def test_deliveries_newest_first_with_filters(client) -> None:
 
 # ---- silences followed from risk.audit -------------------------------------------------------
 def _silence_record(chain: AuditChain, payload: dict[str, Any]) -> dict[str, Any]:
-    return chain.append("silence", payload, 1_000)
+    return sign(chain.append("silence", payload, 1_000), KEY)
 
 
 async def test_silences_of_other_workers_are_applied_once_and_expiry_sticks(client, host: FakeHost) -> None:
@@ -74,6 +77,11 @@ async def test_silences_of_other_workers_are_applied_once_and_expiry_sticks(clie
            "starts_ms": 0, "ends_ms": FAR_MS, "matchers": [{"name": "portfolio", "value": "beta", "op": "="}]}
     before = {s.id for s in engine.silences()}
     hub = client.service.hub
+    hub.audit_key = KEY
+    unsigned = other.append("silence", add, 1_000)
+    hub.publish([("risk.audit", "risk", unsigned), ("risk.audit", "risk", {**unsigned, "mac": "0" * 64})])
+    assert {s.id for s in engine.silences()} == before, "a silence record without a valid tag is not followed"
+    assert dict(hub.audit_refused) == {"forged": 2}
     hub.publish([("risk.audit", "risk", _silence_record(other, add))])
     added = {s.id for s in engine.silences()} - before
     assert len(added) == 1
@@ -106,6 +114,7 @@ async def test_silences_wait_for_recovery_and_their_event_time() -> None:
     client = await make_client(host)
     try:
         engine = host.pipeline.alerts
+        client.service.hub.audit_key = KEY
         before = len(engine.silences())
         add = {"action": "add", "id": "x", "actor": "olga", "comment": "", "starts_ms": 0, "ends_ms": FAR_MS,
                "matchers": {"alertname": "HighVaR95"}}
@@ -115,7 +124,7 @@ async def test_silences_wait_for_recovery_and_their_event_time() -> None:
         await eventually(lambda: len(engine.silences()) == before + 1, "the silence applied after recovery")
         # taken at an event time this worker has not reached yet: applied once its clock gets there
         later = host.pipeline.watermark_ms + 5_000
-        ahead = AuditChain("risk").append("silence", {**add, "id": "y", "comment": "later"}, later)
+        ahead = sign(AuditChain("risk").append("silence", {**add, "id": "y", "comment": "later"}, later), KEY)
         client.service.hub.publish([("risk.audit", "risk", ahead)])
         await asyncio.sleep(0.3)  # a chance to apply it too early (can only miss a bug, not flake)
         assert len(engine.silences()) == before + 1

@@ -474,6 +474,10 @@ class RiskPipeline:
         """Whether this worker publishes for the portfolio or strategy ``name`` (``kind``)."""
         return self.owned_partitions is None or self._home.get((kind, name)) in self.owned_partitions
 
+    def home_of(self, kind: str, name: str) -> int | None:
+        """The input partition of the portfolio or strategy ``name`` (None: no input named it yet)."""
+        return self._home.get((kind, name))
+
     def _snapshot_dirty(self, ts_ms: int, out: list[Output]) -> None:
         for portfolio in sorted(self._dirty):
             if self.owns("portfolio", portfolio):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,20 +33,36 @@ class ReplayResult:
 
 def read_lines(path: Path) -> Iterator[tuple[str, bytes]]:
     """(topic, value bytes) of each recorded line, in file order."""
+    for topic, _, raw in read_rows(path):
+        yield topic, raw
+
+
+def read_rows(path: Path) -> Iterator[tuple[str, int | None, bytes]]:
+    """(topic, recorded ``ts_ms`` or None, value bytes) of each recorded line, in file order."""
     with path.open("rb") as fh:
         for line in fh:
             if not line.strip():
                 continue
             row = orjson.loads(line)
+            ts = row.get("ts_ms") if isinstance(row.get("ts_ms"), int) else None
             if "value_b64" in row:
-                yield row["topic"], base64.b64decode(row["value_b64"])
+                yield row["topic"], ts, base64.b64decode(row["value_b64"])
             else:
-                yield row["topic"], orjson.dumps(row["value"])
+                yield row["topic"], ts, orjson.dumps(row["value"])
 
 
-def replay(lines: Iterable[tuple[str, bytes]], options: PipelineOptions) -> ReplayResult:
-    """Feed every valid input through a fresh pipeline, then drain it."""
+def replay(lines: Iterable[tuple[str, bytes]], options: PipelineOptions, *,
+           operator: Iterable[dict[str, Any]] = (),
+           on_valid: Callable[[str, dict[str, Any]], None] | None = None,
+           on_reject: Callable[[str, bytes, ContractError], None] | None = None) -> ReplayResult:
+    """Feed every valid input through a fresh pipeline, then drain it.
+
+    ``operator``: actions (acknowledge, resolve, command... as ``RiskPipeline.schedule_operator``
+    takes them) applied at their event time; ``on_valid`` / ``on_reject`` see each input after
+    its contract check (``agents.reports.source`` builds a day's records with them)."""
     pipeline = build_pipeline(options)
+    for action in operator:
+        pipeline.schedule_operator(action)
     result = ReplayResult(outputs=[])
     for topic, raw in lines:
         if topic not in INPUT_CONTRACTS:
@@ -55,7 +71,11 @@ def replay(lines: Iterable[tuple[str, bytes]], options: PipelineOptions) -> Repl
             value = validate_bytes(topic, raw)
         except ContractError as error:
             result.rejected[error.reason] += 1
+            if on_reject is not None:
+                on_reject(topic, raw, error)
             continue
+        if on_valid is not None:
+            on_valid(topic, value)
         result.outputs.extend(pipeline.offer(topic, value))
     result.outputs.extend(pipeline.drain())
     return result

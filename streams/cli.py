@@ -1,6 +1,6 @@
 """``mevrisk``: the project's own subcommands, plus Faust's CLI for everything else.
 
-Ours: broker, topics, schemas, simulate, replay, var, backtest-var, rules, audit.
+Ours: broker, topics, schemas, simulate, replay, var, backtest-var, rules, audit, report.
 ``mevrisk worker`` (and any other Faust command) runs Faust's CLI on ``streams.app``.
 """
 
@@ -18,7 +18,8 @@ from streams.settings import REPO_ROOT, get_settings
 if TYPE_CHECKING:
     from streams.kafka_acls import AclRule
 
-OWN_COMMANDS = {"broker", "topics", "schemas", "simulate", "replay", "var", "backtest-var", "rules", "audit"}
+OWN_COMMANDS = {"broker", "topics", "schemas", "simulate", "replay", "var", "backtest-var", "rules", "audit",
+                "report"}
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:

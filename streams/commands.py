@@ -156,6 +156,63 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0 if all_ok else 1
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from agents.reports.day import day_bounds
+    from agents.reports.render import parse_formats, render
+
+    day_bounds(args.date)  # a bad date fails before any reading
+
+    settings = get_settings()
+    formats = parse_formats(args.format)
+    bar_ms = args.bar_ms or settings.bar_ms or _configured_bar_ms(settings.config_dir)
+    model = _report_from_replay(args, bar_ms) if args.replay else _report_from_topics(args, bar_ms)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"report-{args.date}" + (f"-{args.portfolio}" if args.portfolio else "")
+    for fmt, data in render(model, formats).items():
+        path = out_dir / f"{stem}.{fmt}"
+        path.write_bytes(data)
+        print(path)
+    return 0
+
+
+def _configured_bar_ms(config_dir: Path) -> int:
+    from agents.risk.config import load_risk_config
+
+    return int(load_risk_config(config_dir / "risk.yaml").bar_ms)
+
+
+def _report_from_replay(args: argparse.Namespace, bar_ms: int) -> dict[str, Any]:
+    from agents.assembly import PipelineOptions
+    from agents.reports.model import ReportOptions, build_model
+    from agents.reports.source import records_from_recording
+
+    path = Path(args.replay)
+    options = PipelineOptions(rules_path=Path(args.rules) if args.rules else None, bar_ms=bar_ms,
+                              allowed_lateness_ms=get_settings().allowed_lateness_ms)
+    records = records_from_recording(path, options)
+    return build_model(records, args.date, args.portfolio,
+                       ReportOptions(bar_ms=bar_ms, source=f"replay of {path.name}"))
+
+
+def _report_from_topics(args: argparse.Namespace, bar_ms: int) -> dict[str, Any]:
+    from agents.reports.archive import merge_archived
+    from agents.reports.errors import ReportError
+    from agents.reports.model import ReportOptions, build_model
+    from streams.report_reader import read_day
+
+    settings = get_settings()
+    day = asyncio.run(read_day(settings.kafka_bootstrap_servers, args.date, settings.max_future_skew_ms))
+    if day.malformed:
+        print(f"report: skipped {day.malformed} malformed records", file=sys.stderr)
+    if not day.records["snapshots"]:  # older than risk.snapshots' retention: the day's archive
+        archived = merge_archived(day.archived, args.portfolio)
+        if archived is None:
+            raise ReportError(f"no snapshot and no archived report of {args.date} on the topics")
+        return archived
+    return build_model(day.records, args.date, args.portfolio, ReportOptions(bar_ms=bar_ms, source="topics"))
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -212,6 +269,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     rules.add_argument("action", choices=["check"])
     rules.add_argument("file")
     rules.set_defaults(func=_cmd_rules)
+
+    report = sub.add_parser("report", help="daily risk and compliance report (HTML, PDF, JSON)")
+    report.add_argument("period", choices=["daily"])
+    report.add_argument("--date", required=True, help="UTC day, YYYY-MM-DD (event time)")
+    report.add_argument("--portfolio", default=None, help="one portfolio (default: every one)")
+    report.add_argument("--format", default="html,pdf,json", help="comma-separated: html, pdf, json")
+    report.add_argument("--out", default=".", help="directory for report-DATE[-PORTFOLIO].FORMAT")
+    report.add_argument("--replay", metavar="FILE.jsonl",
+                        help="build from a recording through the offline pipeline (no Kafka)")
+    report.add_argument("--rules", help="--replay: rules file (default deploy/config/rules.yaml)")
+    report.add_argument("--bar-ms", type=_positive_int, default=None,
+                        help="bar of the run (default MEVRISK_BAR_MS, else risk.yaml)")
+    report.set_defaults(func=_cmd_report)
 
     audit = sub.add_parser("audit", help="verify the hash chain of risk.audit (or of a JSON-lines file)")
     audit.add_argument("action", choices=["verify"])

@@ -93,6 +93,8 @@ class PipelineHost(HostReads):
         self.last_input_wall: float = time.monotonic()
         self.last_event_ts_ms: int = 0
         self.publishers: dict[str, Any] = {}
+        self.archive: Any = None
+        """``agents.reports.archive.DayArchive``: sees every output, adds a day's reports when it closes."""
         self.ready = asyncio.Event()
         """Set once recovery has replayed the inputs below the committed offsets."""
         self.heads: Any = None
@@ -322,6 +324,8 @@ class PipelineHost(HostReads):
             taken = checkpointer.drain()  # pickled under the lock by the pipeline call; sent outside it
             if self.checkpoints is not None:
                 await self.checkpoints.publish(taken)
+        if self.archive is not None:  # replayed outputs too: a rebuilt pipeline refills the open day
+            outputs = [*outputs, *self.archive.observe(outputs)]
         sent: list[tuple[str, str, dict[str, Any]]] = []
         for topic_name, key, value in outputs:
             if topic_name == "risk.dlq" and not self.ready.is_set():

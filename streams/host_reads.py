@@ -108,6 +108,19 @@ class HostReads:
         return state is not None and state.scope in ("portfolio", "strategy") and not owns(state.scope,
                                                                                           state.entity_id)
 
+    def control_home(self, scope: str) -> tuple[bool, int | None]:
+        """(whether this worker takes a control on ``scope``, the input partition whose owner takes it).
+
+        A control is audited on its scope's chain (``risk-p<N>`` of a portfolio or strategy, the
+        global ``risk`` else), so it is taken by the owner of input partition N; a global one, or
+        one for a portfolio or strategy no input has named yet, by the leader."""
+        pipeline = self.pipeline
+        kind, _, name = scope.partition(":")
+        home = pipeline.home_of(kind, name) if kind in ("portfolio", "strategy") else None
+        if home is None:
+            return self.is_leader(), 0
+        return bool(pipeline.owns(kind, name)), home
+
     def silences(self) -> list[Any]:
         """The alert engine's silences (``Silence`` values: ``to_dict``, ``active_at``)."""
         return list(self.pipeline.alerts.silences()) if self.pipeline is not None else []

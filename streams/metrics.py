@@ -166,5 +166,5 @@ PROCESSING_STAGES = ("tick", "position", "strategy_stats", "operator", "bar", "s
 """Where an isolated processing error happened (bounded label values)."""
 for _stage in PROCESSING_STAGES:
     PROCESSING_ERRORS.labels(_stage)
-for _topic in ("risk.snapshots", "risk.alerts", "risk.controls", "risk.audit", "risk.dlq"):
+for _topic in ("risk.snapshots", "risk.alerts", "risk.controls", "risk.audit", "risk.dlq", "risk.reports"):
     OUTPUTS.labels(_topic)

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     On only with ``checkpoint_secret``; when on, recovery restores the newest checkpoint and replays
     only the inputs after it, a worker holds only the partitions it owns, and the model checkpoints on
     ``risk.models`` are not written or read (the state checkpoint holds the models)."""
+    snapshots_retention_ms: int | None = None
+    """Broker ``retention.ms`` of ``risk.snapshots`` set by ``mevrisk topics create``; None: the broker's
+    default (7 days); -1: forever. Daily reports of older days come from ``risk.reports``."""
+    report_archive: bool = True
+    """Archive each day's report per portfolio to ``risk.reports`` when the day closes in event time."""
     worker_log_level: str = "warn"
     max_future_skew_ms: int = 300_000
     """Input events more than this far ahead of the wall clock go to ``risk.dlq`` (out_of_range)."""

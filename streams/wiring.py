@@ -13,6 +13,8 @@ from agents.admission import AdmissionLimits
 from agents.assembly import PipelineOptions, build_pipeline
 from agents.audit.trust import audit_key
 from agents.pipeline import RiskPipeline
+from agents.reports.archive import DayArchive
+from agents.reports.model import ReportOptions
 from streams.model_store import CheckpointPublisher, owns_positions_partition
 from streams.settings import Settings, get_settings
 from streams.state_store import state_checkpoint_ms
@@ -22,6 +24,7 @@ from streams.topics import (
     controls_topic,
     dlq_topic,
     models_topic,
+    reports_topic,
     snapshots_topic,
 )
 
@@ -33,6 +36,7 @@ class PipelineSlots(Protocol):
     publishers: dict[str, Any]
     checkpoints: Any
     audit_key: bytes | None
+    archive: Any
 
 
 def pipeline_options(settings: Settings) -> PipelineOptions:
@@ -73,6 +77,7 @@ def install_pipeline(host: PipelineSlots, settings: Settings | None = None) -> R
         "risk.controls": controls_topic,
         "risk.audit": audit_topic,
         "risk.dlq": dlq_topic,
+        "risk.reports": reports_topic,
     }
     pipeline = build_pipeline(pipeline_options(settings))
     pipeline.idle_source_secs = settings.idle_source_secs
@@ -80,6 +85,8 @@ def install_pipeline(host: PipelineSlots, settings: Settings | None = None) -> R
     pipeline.checkpoint_ms = state_checkpoint_ms(settings)  # the clock stops at each checkpoint instant
     host.pipeline = pipeline
     host.audit_key = audit_mac_key(settings)
+    host.archive = (DayArchive(ReportOptions(source="archive", bar_ms=pipeline.bar_ms))
+                    if settings.report_archive else None)
     secret = checkpoint_secret(settings)
     host.checkpoints = (CheckpointPublisher(models_topic, owns_positions_partition, secret)
                         if secret is not None else None)

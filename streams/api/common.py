@@ -77,11 +77,36 @@ def str_field(body: dict[str, Any], name: str, *, required: bool = True, max_len
     return value
 
 
+BODY_KEY = web.RequestKey("mevrisk.body", bytes)
+"""Where :func:`read_body` keeps the body it read on the request (a peer's signature covers it too)."""
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole request body, at most ``max_bytes`` bytes (else 413), read once per request.
+
+    ``content.read(n)`` returns what has arrived so far, so a body sent in several chunks is
+    read until its end, not cut at the first chunk."""
+    cached = request.get(BODY_KEY)
+    if isinstance(cached, bytes):
+        return cached
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(max_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, f"request body over {max_bytes} bytes")
+    raw = b"".join(chunks)
+    request[BODY_KEY] = raw
+    return raw
+
+
 async def json_body(request: web.Request, max_bytes: int) -> dict[str, Any]:
     """The request body as a JSON object of at most ``max_bytes`` bytes."""
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise ApiError(413, f"request body over {max_bytes} bytes")
+    raw = await read_body(request, max_bytes)
     try:
         body = orjson.loads(raw or b"null")
     except orjson.JSONDecodeError:

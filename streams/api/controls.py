@@ -1,5 +1,7 @@
 """Kill-switch controls: the trading state per scope and the recent controls; HALT, REDUCE and
-RESUME commands (admin), published on ``risk.controls`` and audited with the actor."""
+RESUME commands (admin), published on ``risk.controls`` and audited with the actor on the scope's
+chain, by the worker that writes it (the owner of the scope's input partition, the leader for
+``global``): another worker forwards the command there, signed (``streams.api.peers``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from agents.alerts.controls import COMMANDS
 from agents.alerts.errors import AlertsError
 from streams.api.auth import Principal, Role
 from streams.api.common import ApiError, Route, json_body, json_response, str_field
+from streams.api.peers import Peers
 from streams.api.state import ApiState
 
 log = logging.getLogger(__name__)
@@ -22,8 +25,8 @@ ROUTES: tuple[Route, ...] = (
 
 
 class ControlViews:
-    def __init__(self, state: ApiState) -> None:
-        self.state = state
+    def __init__(self, state: ApiState, peers: Peers) -> None:
+        self.state, self.peers = state, peers
 
     async def list_controls(self, request: web.Request, who: Principal) -> web.StreamResponse:
         self.state.require_pipeline()
@@ -38,6 +41,12 @@ class ControlViews:
         reason = str_field(body, "reason")
         if command not in COMMANDS:
             raise ApiError(400, f"field 'command' must be one of {', '.join(COMMANDS)}")
+        self.state.require_pipeline()
+        here, partition = self.state.host.control_home(scope)
+        answer = await self.peers.at_auditor(request, body, here, f"controls on {scope} (the owner of input "
+                                             f"partition {partition})", partition)
+        if answer is not None:
+            return answer
         try:
             outputs = await self.state.apply(lambda p: p.command(scope, command, who.name, reason))
         except AlertsError as e:

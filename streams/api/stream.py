@@ -1,5 +1,7 @@
 """``GET /api/v1/stream``: the live server-sent events (``hello``, then ``snapshot``, ``alert``
-and ``control`` as the hub publishes them; ``?portfolio=``, ``?types=``)."""
+and ``control`` as the hub publishes them; ``?portfolio=``, ``?types=``). At most
+``max_streams_per_caller`` streams per caller (a token's actor; anonymous: the client address),
+so one caller cannot take every one of the worker's ``max_stream_clients``."""
 
 from __future__ import annotations
 
@@ -26,11 +28,27 @@ def sse(event: str, data: Any) -> bytes:
 class StreamViews:
     def __init__(self, state: ApiState) -> None:
         self.state = state
+        self._open: dict[str, int] = {}
+        """Open streams per caller key."""
 
     async def stream(self, request: web.Request, who: Principal) -> web.StreamResponse:
         hub, settings = self.state.hub, self.state.settings
         if hub.subscriber_count >= settings.max_stream_clients:
             raise ApiError(503, "too many live streams open on this worker")
+        caller = f"addr:{request.remote}" if who.anonymous else f"actor:{who.name}"
+        if self._open.get(caller, 0) >= settings.max_streams_per_caller:
+            raise ApiError(429, f"{settings.max_streams_per_caller} live streams are already open for this "
+                                "caller; close one first", retry_after_secs=5.0)
+        self._open[caller] = self._open.get(caller, 0) + 1
+        try:
+            return await self._serve(request, who)
+        finally:
+            left = self._open.pop(caller) - 1
+            if left > 0:
+                self._open[caller] = left
+
+    async def _serve(self, request: web.Request, who: Principal) -> web.StreamResponse:
+        hub = self.state.hub
         portfolio = request.query.get("portfolio") or None
         kinds = set((request.query.get("types") or "snapshot,alert,control").split(","))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",

@@ -12,9 +12,10 @@ One module per resource: ``risk``, ``alerts`` (with deliveries and rules), ``sil
 ``ROUTES`` and a class holding their handlers.
 
 Several workers (``streams.api.peers``): an acknowledge/resolve of an alert this worker does not
-hold is forwarded over HTTP to the other workers of the group (the caller's ``Authorization``
-goes along, so the owner checks the same role and audits the same actor); silences added or
-expired on any worker reach every worker through ``risk.audit`` (:mod:`streams.api.follow`).
+hold, and a control on a scope whose input partition it does not own, are forwarded over HTTP to
+the other workers of the group, signed with ``MEVRISK_PEER_SECRET`` for the original actor and
+role (never the caller's token), so the owner checks the same role and audits the same actor;
+silences added or expired on any worker reach every worker through ``risk.audit`` (:mod:`streams.api.follow`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from streams.api import alerts, controls, health, pages, risk, seed, silences, stream
-from streams.api.access import Access
+from streams.api.access import Access, allowed_host_names, host_guard, peer_signer
 from streams.api.auth import TokenStore
 from streams.api.common import ApiError, Handler, Route, json_response
 from streams.api.config import ApiSettings
@@ -50,15 +51,17 @@ class ApiService:
     def __init__(self, host: Any, settings: ApiSettings, tokens: TokenStore, hub: EventHub, *,
                  rules_path: Path, openapi: dict[str, Any] | None = None) -> None:
         self.host, self.settings, self.tokens, self.hub = host, settings, tokens, hub
-        self.access = Access(settings, tokens)
+        signer = peer_signer(settings)
+        self.access = Access(settings, tokens, signer)
         self.state = ApiState(host, hub, settings)
-        self._peers = Peers(self.state)
+        self._peers = Peers(self.state, signer)
         self.silences = silences.SilenceViews(self.state, self._peers)
         resources: list[object] = [
             pages.PageViews(tokens, openapi), risk.RiskViews(self.state),
             health.HealthViews(self.state, lambda: self._peers.urls()),
             alerts.AlertViews(self.state, self._peers, rules_path), self.silences,
-            controls.ControlViews(self.state), stream.StreamViews(self.state), seed.SeedViews(self.state),
+            controls.ControlViews(self.state, self._peers), stream.StreamViews(self.state),
+            seed.SeedViews(self.state),
         ]
         self._handlers: dict[str, Handler] = {}
         for route in ROUTES:
@@ -75,6 +78,11 @@ class ApiService:
     def peers(self, urls: Callable[[], list[str]]) -> None:
         self._peers.urls = urls
 
+    def set_topology(self, own_url: Callable[[], str | None], owner_of: Callable[[int], str | None]) -> None:
+        """This worker's base URL as peers address it, and the URL of the owner of input partition N."""
+        self.access.own_url = self._peers.own_url = own_url
+        self._peers.owner_of = owner_of
+
     @property
     def limiter(self) -> Any:
         return self.access.limiter
@@ -90,7 +98,8 @@ class ApiService:
 
 def build_aiohttp_app(service: ApiService) -> web.Application:
     """A bare aiohttp application with every route (tests; the worker goes through Faust)."""
-    app = web.Application()
+    allowed = allowed_host_names(None, None, service.settings.allowed_hosts)
+    app = web.Application(middlewares=[host_guard(allowed)])
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _bind(service, route))
     app.on_shutdown.append(lambda _app: _close(service))

@@ -137,10 +137,13 @@ async def test_silences_wait_for_recovery_and_their_event_time() -> None:
 
 
 # ---- acknowledge / resolve forwarded to the worker holding the alert ------------------------
+PEER_SECRET = "unit-test-peer-secret-0001"
+
+
 async def test_alert_action_is_forwarded_to_the_owner(host: FakeHost) -> None:
-    owner = await make_client(host)
+    owner = await make_client(host, peer_secret=PEER_SECRET)
     stranger_host = FakeHost(build_pipeline(PipelineOptions(bar_ms=1000)))  # holds no alert
-    stranger = await make_client(stranger_host)
+    stranger = await make_client(stranger_host, peer_secret=PEER_SECRET)
     try:
         stranger.service.peers = lambda: [str(owner.make_url("")).rstrip("/")]
         alert = host.pipeline.alerts.alerts()[0]
@@ -156,7 +159,7 @@ async def test_alert_action_is_forwarded_to_the_owner(host: FakeHost) -> None:
         audit = [r for r in host.of("risk.audit") if r["kind"] == "alert"]
         assert audit[-1]["payload"]["acknowledged_by"] == "olga"
 
-        # the role is checked by the owner too: the caller's token goes along
+        # the role is checked (the signed request names it)
         resp = await stranger.post("/api/v1/alerts", headers=VIEWER, json={"alert_id": alert.id,
                                                                            "action": "resolve"})
         assert resp.status == 403
@@ -169,15 +172,23 @@ async def test_alert_action_is_forwarded_to_the_owner(host: FakeHost) -> None:
 
 
 async def test_unreachable_owner_is_503_not_404(host: FakeHost) -> None:
-    stranger = await make_client(FakeHost(build_pipeline(PipelineOptions(bar_ms=1000))))
+    stranger = await make_client(FakeHost(build_pipeline(PipelineOptions(bar_ms=1000))),
+                                 peer_secret=PEER_SECRET)
     try:
         stranger.service.peers = lambda: ["http://127.0.0.1:9"]  # discard port: nobody listens
         resp = await stranger.post("/api/v1/alerts", headers=OPER, json={"alert_id": "abc",
                                                                          "action": "acknowledge"})
         assert resp.status == 503 and "did not answer" in (await resp.json())["error"]
-        # a request forwarded once is answered where it lands (no ping-pong between workers)
-        resp = await stranger.post("/api/v1/alerts", headers={**OPER, "X-MevRisk-Forwarded-By": "1"},
-                                   json={"alert_id": "abc", "action": "acknowledge"})
+        # a request forwarded once (signed by a peer) is answered where it lands (no ping-pong)
+        from streams.api.peer_auth import PeerSigner
+
+        data = b'{"alert_id": "abc", "action": "acknowledge"}'
+        target = str(stranger.make_url("")).rstrip("/")
+        signed = PeerSigner(PEER_SECRET.encode()).sign("POST", target, "/api/v1/alerts", data,
+                                                       forwarded_by="http://127.0.0.1:1", actor="olga",
+                                                       role="operator")
+        resp = await stranger.post("/api/v1/alerts", headers={**signed, "Content-Type": "application/json"},
+                                   data=data)
         assert resp.status == 404
     finally:
         await stranger.close()
@@ -191,14 +202,14 @@ async def test_a_stale_copy_after_a_rebalance_is_not_acted_on(host: FakeHost) ->
     seen: list[tuple[str, dict[str, Any]]] = []
 
     async def owner_api(request: web.Request) -> web.Response:
-        seen.append((request.headers.get("Authorization", ""), await request.json()))
+        seen.append((request.headers.get("X-MevRisk-Actor", ""), await request.json()))
         return web.json_response({"message": "acknowledged by the owner"})
 
     owner_app = web.Application()
     owner_app.router.add_post("/api/v1/alerts", owner_api)
     owner = TestServer(owner_app)
     await owner.start_server()
-    stale = await make_client(host)
+    stale = await make_client(host, peer_secret=PEER_SECRET)
     host.pipeline.owned_partitions = frozenset({99})  # its inputs arrived on partition 0
     try:
         stale.service.peers = lambda: [str(owner.make_url("")).rstrip("/")]
@@ -206,7 +217,7 @@ async def test_a_stale_copy_after_a_rebalance_is_not_acted_on(host: FakeHost) ->
         resp = await stale.post("/api/v1/alerts", headers=OPER, json={"alert_id": alert.fingerprint,
                                                                       "action": "acknowledge"})
         assert resp.status == 200 and (await resp.json())["message"] == "acknowledged by the owner"
-        assert seen == [(OPER["Authorization"], {"alert_id": alert.fingerprint, "action": "acknowledge"})]
+        assert seen == [("olga", {"alert_id": alert.fingerprint, "action": "acknowledge"})]
         assert host.published == [] and not host.pipeline.alerts.alerts()[0].acknowledged
     finally:
         host.pipeline.owned_partitions = None

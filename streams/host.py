@@ -745,16 +745,20 @@ async def idle_heartbeat() -> None:
     await host.heartbeat(get_settings().idle_heartbeat_secs)
 
 
-RELEASE_INTERVAL_S = max(0.01, get_settings().head_idle_ms / 2000) if get_settings().head_idle_ms else 1.0
-"""How often the worker re-evaluates the watermark: twice per ``MEVRISK_HEAD_IDLE_MS``, so a
-partition read to its end stops holding the clock within 1.5 of them."""
+RELEASE_INTERVAL_S = max(0.01, get_settings().head_idle_ms / 2000)
+"""How often the worker re-evaluates the watermark when ``MEVRISK_HEAD_IDLE_MS`` is on: twice per
+that time, so a partition read to its end stops holding the clock within 1.5 of them."""
 
 
-@app.timer(interval=RELEASE_INTERVAL_S)
+@app.task
 @supervised("release_at_head")
 async def release_at_head() -> None:
-    """Release what partitions read to their end no longer hold back (``mark_input_heads``)."""
-    if get_settings().head_idle_ms:
+    """Release what partitions read to their end no longer hold back (``mark_input_heads``); a
+    loop, not a timer: a release may run longer than the interval (it processes what it releases)."""
+    if not get_settings().head_idle_ms:
+        return
+    while True:
+        await asyncio.sleep(RELEASE_INTERVAL_S)
         mark_input_heads()
         await host.poll()
 

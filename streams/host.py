@@ -45,7 +45,7 @@ from streams.host_reads import HostReads
 from streams.sending import send_unless_stopping
 from streams.settings import get_settings
 from streams.supervision import crashed, register, supervised
-from streams.topics import MARKET_TICKS, contract_topic
+from streams.topics import MARKET_TICKS, POSITIONS, STRATEGY_STATS, contract_topic
 from streams.wiring import checkpoint_secret, install_pipeline
 
 log = logging.getLogger(__name__)
@@ -418,23 +418,24 @@ def _mark_heads(consumer: AIOKafkaConsumer, read_to: dict[TopicPartition, int]) 
             host.at_head("mev.market.ticks", tp.partition, position >= end)
 
 
-def mark_input_heads() -> None:
+async def mark_input_heads(ends: Any) -> None:
     """The same for the partitioned inputs this worker owns, read through Faust: at its end when
-    the next offset the pipeline expects reaches the partition's end at Faust's last fetch."""
-    consumer = app.consumer
-    try:
-        assigned = consumer.assignment()
-    except Exception:  # the consumer is not started (or is restarting): nothing to tell yet
+    the next offset the pipeline expects reaches the partition's end offset, asked of the broker
+    (``ends``: an ``AIOKafkaConsumer.end_offsets``). Faust's own high watermark is only as fresh as
+    its last fetch, which lags by hundreds of ms on a busy machine: records past it were then read
+    late."""
+    owned = host.assignment
+    if not owned or host.pipeline is None:
         return
-    for tp in assigned:
+    tps = [TopicPartition(t, p) for t in (POSITIONS, STRATEGY_STATS) for p in sorted(owned)]
+    try:
+        found = await ends(tps)
+    except Exception as exc:  # advisory: without it, those partitions hold the clock (idle_source_secs)
+        log.debug("end offsets of the inputs not read: %r", exc)
+        return
+    for tp, end in found.items():
         topic = contract_topic(tp.topic)
-        if topic not in ("mev.positions", "mev.strategy.stats"):
-            continue
-        end = None
-        with contextlib.suppress(AssertionError, AttributeError, KeyError, RuntimeError):
-            end = consumer.highwater(tp)  # raises when revoked meanwhile
-        if end is not None:
-            host.at_head(topic, tp.partition, host.next_offsets.get((topic, tp.partition), 0) >= end)
+        host.at_head(topic, tp.partition, host.next_offsets.get((topic, tp.partition), 0) >= end)
 
 
 @app.task
@@ -755,12 +756,20 @@ that time, so a partition read to its end stops holding the clock within 1.5 of 
 async def release_at_head() -> None:
     """Release what partitions read to their end no longer hold back (``mark_input_heads``); a
     loop, not a timer: a release may run longer than the interval (it processes what it releases)."""
-    if not get_settings().head_idle_ms:
+    settings = get_settings()
+    if not settings.head_idle_ms:
         return
-    while True:
-        await asyncio.sleep(RELEASE_INTERVAL_S)
-        mark_input_heads()
-        await host.poll()
+    consumer = kafka_clients.consumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                      enable_auto_commit=False)
+    await consumer.start()
+    try:
+        while True:
+            await asyncio.sleep(RELEASE_INTERVAL_S)
+            await mark_input_heads(consumer.end_offsets)
+            await host.poll()
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
 
 
 @app.timer(interval=10.0)

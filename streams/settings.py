@@ -51,11 +51,10 @@ class Settings(BaseSettings):
     """Bar interval in ms of event time; None: deploy/config/risk.yaml (60000). The demo uses 1000."""
     market_replay_messages: int = 250_000
     """Ticks per partition the replicated market feed re-reads at start to refill return windows."""
-    allowed_lateness_ms: int = 250
+    allowed_lateness_ms: int = 50
     """Event-time ms the watermark stays behind the slowest input partition that holds it: covers
     records reordered in flight (a producer's batches to several partitions); a later record is
-    applied at once and counted late (never dropped). At 50 ms, 343 of 6,125 records of a real-time
-    run arrived late on a starved 2-core machine (load 10)."""
+    applied at once and counted late (never dropped)."""
     idle_heartbeat_secs: float = 5.0
     """Wall seconds without any input before the idle heartbeat advances the event-time clock."""
     idle_source_secs: float = 5.0

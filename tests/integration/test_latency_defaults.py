@@ -1,4 +1,4 @@
-"""The latency defaults (250 ms allowed lateness, partitions read to their end released after 50 ms
+"""The latency defaults (50 ms allowed lateness, partitions read to their end released after 50 ms
 without a record, price ticks re-marking their holders between bars) keep the Kafka path equal to
 the offline replay when the input arrives in real time, as bots send it. The other equality tests
 replay faster than real time and keep the earlier watermark (tests/integration/conftest.py)."""
@@ -24,7 +24,7 @@ DEFAULTS = {  # the shipped defaults, over the conftest's pinned watermark
 
 def test_real_time_input_at_the_latency_defaults_matches_the_offline_replay(
         env: Env, start_worker, tmp_path: Path) -> None:
-    assert DEFAULTS == {"MEVRISK_ALLOWED_LATENESS_MS": "250", "MEVRISK_HEAD_IDLE_MS": "50"}
+    assert DEFAULTS == {"MEVRISK_ALLOWED_LATENESS_MS": "50", "MEVRISK_HEAD_IDLE_MS": "50"}
     recording = tmp_path / "input.jsonl"
     env.mevrisk("simulate", "--seed", "17", "--rate", "150", "--duration", "45", "--start-ms", str(START_MS),
                 "--incident", "flash-crash@15s/10s", "--record", str(recording), **DEFAULTS)

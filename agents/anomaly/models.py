@@ -35,6 +35,7 @@ from typing import Any
 
 from agents.anomaly.errors import ModelStateError
 from agents.anomaly.forecast import RISK_LEVELS, AlertForecaster
+from agents.anomaly.importance import level_model_importance
 from agents.anomaly.portfolio import PortfolioAnomalyScorer, PortfolioScore, snapshot_features
 from agents.anomaly.ticks import TickAnomalyDetector, TickScore, tick_key
 from agents.anomaly.varcast import VarForecaster
@@ -291,7 +292,8 @@ class ModelBundle:
 
     # -- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """Model status for the health API (samples, warm-up, recent rates, levels)."""
+        """Model status for the health API (samples, warm-up, recent rates, levels) and, per portfolio,
+        the risk-level classifier's feature importance (:mod:`agents.anomaly.importance`)."""
         tick_rate = (
             sum(self.recent_tick_flags) / len(self.recent_tick_flags) if self.recent_tick_flags else 0.0
         )
@@ -308,6 +310,12 @@ class ModelBundle:
                     "risk_level_distribution": {lvl: levels.get(lvl, 0) for lvl in RISK_LEVELS},
                 },
                 "alert_forecast": m.forecaster.status(),
+                "risk_classification": {
+                    "samples_labelled": m.forecaster.n_labelled,
+                    "level_counts": dict(zip(RISK_LEVELS, m.forecaster.level_counts, strict=True)),
+                    "feature_importance": level_model_importance(m.forecaster.level_model),
+                    "feature_importance_method": "mean |weight| over levels, standardised inputs",
+                },
                 "var_forecast": {"samples_seen": m.varcast.n_seen, "warm": m.varcast.is_warm},
             }
         return {

@@ -139,6 +139,24 @@ async def test_health_leaves_out_models_where_none_run(client, host: FakeHost) -
     host.pipeline.models = None
     body = await _json(client, "/api/v1/health")
     assert "models" not in body
+    body = await _json(client, "/api/v1/models", status=404)
+    assert "no online models" in body["error"]
+
+
+async def test_models_view_serves_feature_importance(client, host: FakeHost) -> None:
+    models = host.pipeline.models
+    assert models is not None, "the fixture's pipeline runs its online models"
+    body = await _json(client, "/api/v1/models")
+    assert body["total_predictions"] == models.total_predictions > 0
+    assert set(body["portfolios"]) == set(models.portfolios)
+    for name, m in models.portfolios.items():
+        block = body["portfolios"][name]["risk_classification"]
+        assert block["samples_labelled"] == m.forecaster.n_labelled
+        importance = block["feature_importance"]
+        if m.forecaster.n_labelled:  # the weights of a model that learned: one per input, summing to 1
+            assert importance and abs(sum(importance.values()) - 1.0) < 1e-9
+        else:
+            assert importance == {}
 
 
 async def test_strategies_carry_trading_state(client) -> None:

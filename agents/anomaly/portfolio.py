@@ -93,9 +93,11 @@ def _portfolio_gas_gwei(snapshot: dict[str, Any], gas: Any) -> float | None:
     per chain; the plain mean over every chain when it holds nothing on a chain with gas data."""
     if not isinstance(gas, dict):
         return None
-    means = {chain: _value(stats, ("mean",)) for chain, stats in sorted(gas.items())
-             if isinstance(stats, dict)}
-    means = {chain: m for chain, m in means.items() if m is not None}
+    means: dict[str, float] = {}
+    for chain, stats in sorted(gas.items()):
+        mean = _value(stats, ("mean",)) if isinstance(stats, dict) else None
+        if mean is not None:
+            means[chain] = mean
     if not means:
         return None
     exposure = snapshot.get("exposure_by_chain")

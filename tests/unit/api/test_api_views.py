@@ -144,9 +144,15 @@ async def test_health_leaves_out_models_where_none_run(client, host: FakeHost) -
 
 
 async def test_models_view_serves_feature_importance(client, host: FakeHost) -> None:
+    from tests.unit.anomaly.test_importance import _train
+
     models = host.pipeline.models
     assert models is not None, "the fixture's pipeline runs its online models"
+    # 100 s of data label nothing within the 15 min horizon: alpha gets a classifier that learned gas
+    models.portfolios["alpha"].forecaster = _train("gas_price_gwei")
     body = await _json(client, "/api/v1/models")
+    alpha = body["portfolios"]["alpha"]["risk_classification"]["feature_importance"]
+    assert next(iter(alpha)) == "gas_price_gwei"
     assert body["total_predictions"] == models.total_predictions > 0
     assert set(body["portfolios"]) == set(models.portfolios)
     for name, m in models.portfolios.items():

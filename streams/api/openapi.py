@@ -69,6 +69,8 @@ SCHEMAS: dict[str, Any] = {
                          "alert_rules": INT}),
         "watermark_ms": INT, "pipeline": OBJ, "sources": {"type": "array", "items": OBJ},
         "stale_sources": {"type": "array", "items": STR}, "rule_errors": OBJ}),
+    "Models": _obj({"state_version": INT, "models_loaded": INT, "total_predictions": INT, "ticks": OBJ,
+                    "portfolios": OBJ}, {"ts_ms": {"type": ["integer", "null"]}}),
     "Alert": _obj({"id": STR, "fingerprint": STR, "rule_name": STR, "severity": STR, "timestamp": STR,
                    "message": STR, "status": STR, "state": STR, "acknowledged": BOOL, "resolved": BOOL},
                   {"data": OBJ, "labels": OBJ, "annotations": OBJ, "startsAt": STR, "endsAt": STR,
@@ -239,6 +241,8 @@ def document() -> dict[str, Any]:
         "/api/v1/predictions": {"get": _get("Anomaly scores (404 while no scorer runs)", "Predictions",
                                             [PORTFOLIO_Q])},
         "/api/v1/health": {"get": _get("Monitors of the monitors", "Health", not_found=False)},
+        "/api/v1/models": {"get": _get("Online models of this worker, with the risk-level classifier's "
+                                       "feature importance (404 while none run)", "Models")},
         "/api/v1/alerts": {
             "get": _get("Alerts, newest first", "Alerts", ALERT_PARAMS, not_found=False),
             "post": _write("Acknowledge or resolve an alert", "AlertAction", "Message", "operator",

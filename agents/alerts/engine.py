@@ -314,14 +314,20 @@ class AlertEngine:
         return any(s.matches(labels, ts_ms) for s in self._silences.values())
 
     def _inhibited(self, st: AlertState) -> bool:
+        """Whether a firing alert inhibits ``st``: the rules whose target matches ``st`` are picked
+        once, then each firing alert is checked against those only (equal labels before the source
+        matchers; all pure checks, so the answer is that of ``InhibitRule.inhibits``)."""
         if not self.ruleset.inhibit_rules:
             return False
         target = self._match_labels(st)
+        rules = [r for r in self.ruleset.inhibit_rules if r.targets(target)]
+        if not rules:
+            return False
         for other in self._states.values():
             if other is st or other.status != "firing":
                 continue
             src = self._match_labels(other)
-            if any(r.inhibits(src, target) for r in self.ruleset.inhibit_rules):
+            if any(r.inhibited_by(src, target) for r in rules):
                 return True
         return False
 

@@ -184,9 +184,17 @@ class InhibitRule:
     equal: tuple[str, ...]
 
     def inhibits(self, source_labels: Mapping[str, str], target_labels: Mapping[str, str]) -> bool:
-        return (matches_all(self.target, target_labels)
-                and matches_all(self.source, source_labels)
-                and all(source_labels.get(k, "") == target_labels.get(k, "") for k in self.equal))
+        return self.targets(target_labels) and self.inhibited_by(source_labels, target_labels)
+
+    def targets(self, target_labels: Mapping[str, str]) -> bool:
+        """Whether ``target_labels`` match the target side (an alert this rule can mute)."""
+        return matches_all(self.target, target_labels)
+
+    def inhibited_by(self, source_labels: Mapping[str, str], target_labels: Mapping[str, str]) -> bool:
+        """The rest of :meth:`inhibits` once :meth:`targets` holds: equal labels (cheap
+        lookups) first, then the source matchers."""
+        return (all(source_labels.get(k, "") == target_labels.get(k, "") for k in self.equal)
+                and matches_all(self.source, source_labels))
 
     @classmethod
     def from_config(cls, d: Mapping[str, Any]) -> InhibitRule:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -89,8 +89,11 @@ class BacktestResult:
     confidence: float
 
     def as_dict(self) -> dict[str, float | int | str]:
-        """Plain JSON-friendly dict."""
-        return asdict(self)
+        """Plain JSON-friendly dict (the fields are scalars: a shallow copy is ``asdict``)."""
+        return {f.name: getattr(self, f.name) for f in _RESULT_FIELDS}
+
+
+_RESULT_FIELDS = fields(BacktestResult)
 
 
 def evaluate(hits: Sequence[bool] | np.ndarray, confidence: float,
@@ -127,6 +130,8 @@ class StreamingBacktest:
         self.hits: deque[bool] = deque(maxlen=history)
         self.pending_var: float | None = None
         self.pending_exposures: np.ndarray | None = None
+        self._observed = 0  # flags appended so far: with the deque's identity, the result's key
+        self._memo: tuple[deque[bool], int, BacktestResult] | None = None
 
     def observe(self, realised_pnl_usd: float) -> bool | None:
         """Judge the pending forecast; returns the exception flag or None if none."""
@@ -134,6 +139,7 @@ class StreamingBacktest:
             return None
         hit = bool(realised_pnl_usd < -self.pending_var)
         self.hits.append(hit)
+        self._observed += 1
         self.pending_var = None
         return hit
 
@@ -143,5 +149,10 @@ class StreamingBacktest:
         self.pending_exposures = None if exposures_usd is None else np.array(exposures_usd)
 
     def result(self) -> BacktestResult:
-        """Statistics over the retained exception series."""
-        return evaluate(list(self.hits), self.confidence, self.zone_window)
+        """Statistics over the retained exception series (recomputed only after a new flag: the
+        series changes once per bar, a portfolio is read several times per bar)."""
+        memo = self._memo
+        if memo is None or memo[0] is not self.hits or memo[1] != self._observed:
+            memo = self._memo = (self.hits, self._observed,
+                                 evaluate(list(self.hits), self.confidence, self.zone_window))
+        return memo[2]

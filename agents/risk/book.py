@@ -274,14 +274,15 @@ class Book:
         n = len(self.assets)
         p = prices[:n]
         qty, notional = self.asset_qty[:n], self.asset_notional[:n]
-        return np.where(np.isnan(p), notional, qty * np.nan_to_num(p))
+        missing = np.isnan(p)  # prices are finite or NaN: 0 where NaN is nan_to_num's answer
+        return np.where(missing, notional, qty * np.where(missing, 0.0, p))
 
     def leg_exposures(self, prices: np.ndarray) -> np.ndarray:
         """USD exposure of each leg row ``[0, n_rows)`` (0 for free rows)."""
         m = self.n_rows
         p = prices[self.leg_asset[:m]]
-        return np.where(np.isnan(p), self.leg_notional[:m],
-                        self.leg_qty[:m] * np.nan_to_num(p))
+        missing = np.isnan(p)
+        return np.where(missing, self.leg_notional[:m], self.leg_qty[:m] * np.where(missing, 0.0, p))
 
     def exposure_delta(self, prices: np.ndarray) -> dict[int, float]:
         """USD change of each asset's net exposure caused by the last applied record."""

@@ -29,7 +29,7 @@ from agents.risk.errors import RiskInputError
 from agents.risk.ewma import EwmaCovariance
 from agents.risk.health import StrategyHealth
 from agents.risk.market import GasState, LiquidityState
-from agents.risk.stress import Scenario, StressInputs, run_all
+from agents.risk.stress import Scenario, StressInputs, StressMemo, run_all
 
 CONFIDENCES = (0.95, 0.975, 0.99)
 
@@ -100,6 +100,11 @@ def correlation_risk(corr: np.ndarray, exposures: np.ndarray) -> float:
     return min(1.0, max(0.0, num / total))
 
 
+def _finite_or_zero(a: np.ndarray) -> np.ndarray:
+    """``a`` with NaN and +-inf replaced by 0 (``np.nan_to_num(a, posinf=0, neginf=0)``)."""
+    return np.where(np.isfinite(a), a, 0.0)
+
+
 def _f(x: float) -> float:
     """Plain float, NaN/inf mapped to 0 so snapshots stay valid JSON."""
     x = float(x)
@@ -129,6 +134,9 @@ class RiskEngine:
         self.market_version = 0
         self.watermark_ms: int | None = None
         self.rejected = 0
+        self._stress_memo = StressMemo()
+        self._liquidity_memo: tuple[Any, int, np.ndarray, np.ndarray] | None = None
+        self._ewma_memo: tuple[np.ndarray, float, float] | None = None
 
     # ---- inputs ----------------------------------------------------------
     def _price_array(self) -> np.ndarray:
@@ -276,12 +284,20 @@ class RiskEngine:
         return varlib.historical_var_es(pnl, confidence)[0] if pnl.size else 0.0
 
     def _liquidity_arrays(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Spread and depth per asset column (read-only; rebuilt when a liquidity tick applied)."""
+        per_asset = self.liquidity.figures()
+        memo = self._liquidity_memo
+        if memo is not None and memo[0] is per_asset and memo[1] == n:
+            return memo[2], memo[3]
         spread = np.full(n, self.config.default_spread_bps)
         depth = np.full(n, np.nan)
-        for asset, (d, s) in self.liquidity.per_asset().items():
+        for asset, (d, s) in per_asset.items():
             col = self.assets.get(asset)
             if col is not None and col < n:
                 depth[col], spread[col] = d, s
+        spread.setflags(write=False)
+        depth.setflags(write=False)
+        self._liquidity_memo = (per_asset, n, spread, depth)
         return spread, depth
 
     def compute(self, portfolio: str) -> RiskReport:
@@ -322,17 +338,15 @@ class RiskEngine:
     def _stress(self, pf: _Portfolio, rep: RiskReport) -> tuple[dict[str, Any], str | None]:
         book = pf.book
         m = book.n_rows
-        kind_names = book.codes["kind"].names
-        kinds = [kind_names[c] if a else "" for c, a in
-                 zip(book.leg_group["kind"][:m].tolist(), book.leg_active[:m].tolist(),
-                     strict=True)]
         inp = StressInputs(
-            asset_names=list(self.assets.names[: rep.n_assets]), asset_exposure=rep.asset_exposure,
+            asset_names=self.assets.names[: rep.n_assets], asset_exposure=rep.asset_exposure,
             leg_asset=book.leg_asset[:m], leg_exposure=rep.leg_exposure,
-            leg_slot=book.leg_slot[:m], leg_active=book.leg_active[:m], leg_kind=kinds,
+            leg_slot=book.leg_slot[:m], leg_active=book.leg_active[:m], leg_kind=[],
             slot_ids=book.slot_ids, cov=rep.cov, spread_bps=rep.spread_bps,
             depth_usd=rep.depth_usd, gross_usd=rep.gross_usd,
-            stablecoins=self.config.stablecoins, gas_cost_share=self.config.gas_cost_share)
+            stablecoins=self.config.stablecoins, gas_cost_share=self.config.gas_cost_share,
+            leg_kind_code=book.leg_group["kind"][:m], kind_names=tuple(book.codes["kind"].names),
+            memo=self._stress_memo)
         return run_all(self.scenarios, inp)
 
     # ---- outputs -------------------------------------------------------------
@@ -409,8 +423,8 @@ class RiskEngine:
             "positions_duplicate": book.duplicates,
             "late_ticks": self.bars.late_ticks,
         }
-        comp_list = np.nan_to_num(slot_comp, posinf=0.0, neginf=0.0).tolist()
-        exp_list = np.nan_to_num(slot_exposure, posinf=0.0, neginf=0.0).tolist()
+        comp_list = _finite_or_zero(slot_comp).tolist()
+        exp_list = _finite_or_zero(slot_exposure).tolist()
         ordered = [book.positions[pid] for pid in sorted(book.positions)]
         snap["component_var_99"] = {pos.pid: comp_list[pos.slot] for pos in ordered}
         snap["positions"] = ([self._position_row(pos, exp_list[pos.slot], comp_list[pos.slot],
@@ -446,16 +460,27 @@ class RiskEngine:
         """Gas per chain (gwei mean/p95/max), market volatility, liquidity ratio and market
         ``correlation``: the mean pairwise EWMA correlation of the assets' returns (0 below 2 assets)."""
         n = len(self.assets)
+        volatility, correlation = self._market_ewma(n)
+        return {"gas_gwei": self.gas.stats(),
+                "volatility": volatility,
+                "liquidity_ratio": _f(self.liquidity.liquidity_ratio()),
+                "correlation": correlation,
+                "bars": self.window.bars_seen, "assets": n}
+
+    def _market_ewma(self, n: int) -> tuple[float, float]:
+        """Market volatility and mean pairwise correlation, once per covariance matrix (per bar)."""
         cov = self.ewma.covariance(n)
+        memo = self._ewma_memo
+        if memo is not None and memo[0] is cov:
+            return memo[1], memo[2]
         vols = np.sqrt(np.clip(np.diag(cov), 0, None)) if n else np.zeros(0)
         corr = self.ewma.correlation(n) if n > 1 else np.zeros((0, 0))
         pairs = corr[np.triu_indices(n, 1)] if n > 1 else np.zeros(0)
-        return {"gas_gwei": self.gas.stats(),
-                "volatility": _f(float(vols.mean()) * math.sqrt(self.config.vol_horizon()))
-                if vols.size else 0.0,
-                "liquidity_ratio": _f(self.liquidity.liquidity_ratio()),
-                "correlation": _f(float(pairs.mean())) if pairs.size else 0.0,
-                "bars": self.window.bars_seen, "assets": n}
+        volatility = (_f(float(vols.mean()) * math.sqrt(self.config.vol_horizon()))
+                      if vols.size else 0.0)
+        correlation = _f(float(pairs.mean())) if pairs.size else 0.0
+        self._ewma_memo = (cov, volatility, correlation)
+        return volatility, correlation
 
     def strategy_health(self, strategy: str, now_ms: int | None = None) -> dict[str, Any]:
         """Health figures of ``strategy`` over the hopping window at ``now_ms``

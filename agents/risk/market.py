@@ -38,9 +38,11 @@ class GasState:
         self.window_ms = window_ms
         self._windows: dict[str, TimeWindowSample] = {}
         self._newest: dict[str, int] = {}
+        self._stats: dict[str, dict[str, float]] | None = None  # until the next add or restore
 
     def add(self, chain: str, ts_ms: int, gwei: float) -> None:
         """Record one gas observation (base + priority fee, gwei; finite)."""
+        self._stats = None
         newest = max(ts_ms, self._newest.get(chain, ts_ms))
         self._newest[chain] = newest
         cutoff = newest - self.window_ms
@@ -53,10 +55,13 @@ class GasState:
         window.expire(cutoff)
 
     def stats(self) -> dict[str, dict[str, float]]:
-        """``{chain: {mean, p95, max, n}}`` in gwei, sorted by chain."""
-        return {chain: {"mean": w.mean(), "p95": w.quantile(0.95), "max": w.max(),
-                        "n": float(w.count)}
-                for chain, w in sorted(self._windows.items()) if w.count}
+        """``{chain: {mean, p95, max, n}}`` in gwei, sorted by chain (fresh dicts; the figures are
+        kept from one gas tick to the next)."""
+        if self._stats is None:
+            self._stats = {chain: {"mean": w.mean(), "p95": w.quantile(0.95), "max": w.max(),
+                                   "n": float(w.count)}
+                           for chain, w in sorted(self._windows.items()) if w.count}
+        return {chain: dict(figures) for chain, figures in self._stats.items()}
 
     def observations(self) -> dict[str, list[tuple[int, float]]]:
         """``{chain: [(ts_ms, gwei), ...]}`` inside each chain's window (for checkpoints)."""
@@ -70,6 +75,7 @@ class GasState:
                 newest: dict[str, int]) -> None:
         """Replace the state with checkpointed observations and newest tick times; observations
         outside their chain's window (older blobs kept some) are dropped."""
+        self._stats = None
         self._newest = {str(chain): int(ts) for chain, ts in newest.items()}
         self._windows = {}
         for chain, obs in observations.items():
@@ -87,6 +93,8 @@ class LiquidityState:
         self.alpha = ewma_alpha
         self._latest: dict[tuple[str, str], tuple[int, float, float]] = {}
         self._depth_ewma: dict[tuple[str, str], float] = {}
+        self._version = 0  # bumped by every applied tick; with the two maps, the key of _memo
+        self._memo: tuple[Any, Any, int, dict[str, tuple[float, float]], float] | None = None
 
     def add(self, rec: dict[str, Any]) -> None:
         """Apply a liquidity tick (older than the stored one for its pool: ignored)."""
@@ -99,11 +107,34 @@ class LiquidityState:
         if prev is not None and ts < prev[0]:
             return
         self._latest[key] = (ts, depth, spread)
+        self._version += 1
         old = self._depth_ewma.get(key)
         self._depth_ewma[key] = depth if old is None else old + self.alpha * (depth - old)
 
+    def _figures(self) -> tuple[dict[str, tuple[float, float]], float]:
+        """:meth:`per_asset` and :meth:`liquidity_ratio`, computed once per applied tick (a
+        restore replaces the maps, which also invalidates them)."""
+        memo = self._memo
+        if memo is None or memo[0] is not self._latest or memo[1] is not self._depth_ewma \
+                or memo[2] != self._version:
+            memo = self._memo = (self._latest, self._depth_ewma, self._version,
+                                 self._per_asset(), self._ratio())
+        return memo[3], memo[4]
+
+    def figures(self) -> dict[str, tuple[float, float]]:
+        """:meth:`per_asset` without the copy: the same read-only mapping until the next applied
+        tick (callers may key a cache on its identity)."""
+        return self._figures()[0]
+
     def per_asset(self) -> dict[str, tuple[float, float]]:
         """``{asset: (depth_usd, spread_bps)}`` aggregated over pools."""
+        return dict(self._figures()[0])
+
+    def liquidity_ratio(self) -> float:
+        """Total latest depth / total EWMA depth (1.0 when unknown)."""
+        return self._figures()[1]
+
+    def _per_asset(self) -> dict[str, tuple[float, float]]:
         acc: dict[str, list[float]] = {}
         for (asset, _pool), (_ts, depth, spread) in sorted(self._latest.items()):
             a = acc.setdefault(asset, [0.0, 0.0, 0.0, 0.0])
@@ -113,8 +144,7 @@ class LiquidityState:
             a[3] += 1
         return {asset: (d, ws / d if d > 0 else s / n) for asset, (d, ws, s, n) in acc.items()}
 
-    def liquidity_ratio(self) -> float:
-        """Total latest depth / total EWMA depth (1.0 when unknown)."""
+    def _ratio(self) -> float:
         ref = sum(self._depth_ewma.values())
         if ref <= 0:
             return 1.0

@@ -121,6 +121,9 @@ class StressInputs:
     gas_cost_share: dict[str, float] = field(default_factory=dict)
     confidence: float = 0.99
     slot_live: np.ndarray | None = None  # bool per slot; derived from slot_ids when None
+    leg_kind_code: np.ndarray | None = None  # kind code per leg row, instead of ``leg_kind``
+    kind_names: tuple[str, ...] = ()         # the names of those codes
+    memo: StressMemo | None = None           # kept by the caller across runs (engine)
 
     def live_slots(self) -> np.ndarray:
         """Bool mask of slots holding an open position (computed once)."""
@@ -128,6 +131,38 @@ class StressInputs:
             self.slot_live = np.fromiter((pid is not None for pid in self.slot_ids), bool,
                                          len(self.slot_ids))
         return self.slot_live
+
+
+class StressMemo:
+    """What a stress run derives from inputs that change rarely: the shock matrix (per scenario
+    list and asset names) and each scenario's stressed covariance (per covariance matrix, which
+    the engine keeps as one array per bar). Results are the same with or without it."""
+
+    def __init__(self) -> None:
+        self._shocks: tuple[tuple[int, ...], tuple[str, ...], np.ndarray] | None = None
+        self._cov: np.ndarray | None = None
+        self._stressed: dict[int, np.ndarray] = {}
+
+    def shocks(self, scenarios: list[Scenario], inp: StressInputs) -> np.ndarray:
+        key, names = tuple(id(sc) for sc in scenarios), tuple(inp.asset_names)
+        if self._shocks is None or self._shocks[0] != key or self._shocks[1] != names:
+            self._shocks = (key, names, _shock_matrix(scenarios, inp))
+        return self._shocks[2]
+
+    def stressed(self, sc: Scenario, cov: np.ndarray) -> np.ndarray:
+        if self._cov is not cov:
+            self._cov, self._stressed = cov, {}
+        out = self._stressed.get(id(sc))
+        if out is None:
+            out = self._stressed[id(sc)] = stressed_covariance(cov, sc.vol_multiplier, sc.correlation)
+        return out
+
+
+def _shock_matrix(scenarios: list[Scenario], inp: StressInputs) -> np.ndarray:
+    out = np.zeros((len(scenarios), len(inp.asset_names)))
+    for i, sc in enumerate(scenarios):
+        out[i] = _shock_vector(sc, inp)
+    return out
 
 
 def _shock_vector(sc: Scenario, inp: StressInputs) -> np.ndarray:
@@ -171,45 +206,75 @@ def _liquidity_legs(sc: Scenario, inp: StressInputs) -> np.ndarray:
 
 def _gas_legs(sc: Scenario, inp: StressInputs) -> np.ndarray:
     kinds = sc.gas_kinds
-    shares = np.array([inp.gas_cost_share.get(k, 0.0) if (kinds is None or k in kinds) else 0.0
-                       for k in inp.leg_kind])
+
+    def share(k: str) -> float:
+        return inp.gas_cost_share.get(k, 0.0) if (kinds is None or k in kinds) else 0.0
+
+    if inp.leg_kind_code is not None:  # per kind, then per leg (free rows are masked later)
+        shares = np.array([share(k) for k in inp.kind_names] or [0.0])[inp.leg_kind_code]
+    else:
+        shares = np.array([share(k) for k in inp.leg_kind])
     return -(sc.gas_multiplier - 1.0) * np.abs(inp.leg_exposure) * shares
 
 
 def run_scenario(sc: Scenario, inp: StressInputs) -> dict[str, Any]:
     """Evaluate one scenario; returns pnl_usd, share_of_exposure, worst_position, ..."""
-    legs = inp.leg_exposure * _shock_vector(sc, inp)[inp.leg_asset]
-    if sc.stresses_liquidity:
-        legs = legs + _liquidity_legs(sc, inp)
-    if sc.gas_multiplier != 1.0 and legs.size:
-        legs = legs + _gas_legs(sc, inp)
-    out: dict[str, Any] = {}
-    if sc.stresses_covariance:
-        cov_s = stressed_covariance(inp.cov, sc.vol_multiplier, sc.correlation)
-        sigma = varlib.portfolio_sigma(cov_s, inp.asset_exposure)
-        out["stressed_var_99_usd"] = varlib.parametric_var_es(sigma, inp.confidence)[0]
-        if sc.pnl_includes_stressed_var:
-            legs = legs - varlib.parametric_components(
-                cov_s, inp.asset_exposure, inp.leg_asset, inp.leg_exposure, inp.confidence)
-    legs = np.where(inp.leg_active, legs, 0.0)
-    pnl = float(legs.sum())
-    per_slot = np.bincount(inp.leg_slot, weights=legs, minlength=len(inp.slot_ids))
-    worst = None
-    live = inp.live_slots() & np.isfinite(per_slot)  # a NaN P&L has no place in the ranking
-    if live.any():
-        masked = np.where(live, per_slot, np.inf)
-        ties = np.flatnonzero(masked == masked.min())
-        idx = min(ties.tolist(), key=lambda i: str(inp.slot_ids[i]))  # ties: smallest id
-        worst = {"position_id": inp.slot_ids[idx], "pnl_usd": float(per_slot[idx])}
-        top = np.argsort(masked, kind="stable")[: min(MAX_IMPACTS, int(live.sum()))]
-        out["position_impacts"] = {str(inp.slot_ids[i]): float(per_slot[i]) for i in top}
-    out.update(pnl_usd=pnl, share_of_exposure=pnl / inp.gross_usd if inp.gross_usd else 0.0,
-               worst_position=worst)
-    return {k: out[k] for k in sorted(out)}
+    return _run([sc], inp)[0]
 
 
 def run_all(scenarios: list[Scenario], inp: StressInputs) -> tuple[dict[str, Any], str | None]:
     """All scenarios plus the name of the most dangerous (lowest P&L; ties by name)."""
-    results = {sc.name: run_scenario(sc, inp) for sc in scenarios}
+    results = dict(zip([sc.name for sc in scenarios], _run(scenarios, inp), strict=True))
     worst = min(results, key=lambda n: (results[n]["pnl_usd"], n)) if results else None
     return results, worst
+
+
+def _run(scenarios: list[Scenario], inp: StressInputs) -> list[dict[str, Any]]:
+    """The scenarios' results, computed together: one row of leg P&L per scenario (each row is
+    what one scenario alone gives, element for element, in the same order of operations)."""
+    if not scenarios:
+        return []
+    memo = inp.memo or StressMemo()
+    shocks = memo.shocks(scenarios, inp)
+    legs = inp.leg_exposure * shocks[:, inp.leg_asset]
+    extra: list[dict[str, Any]] = [{} for _ in scenarios]
+    for i, sc in enumerate(scenarios):
+        if sc.stresses_liquidity:
+            legs[i] = legs[i] + _liquidity_legs(sc, inp)
+        if sc.gas_multiplier != 1.0 and legs.shape[1]:
+            legs[i] = legs[i] + _gas_legs(sc, inp)
+        if sc.stresses_covariance:
+            cov_s = memo.stressed(sc, inp.cov)
+            sigma = varlib.portfolio_sigma(cov_s, inp.asset_exposure)
+            extra[i]["stressed_var_99_usd"] = varlib.parametric_var_es(sigma, inp.confidence)[0]
+            if sc.pnl_includes_stressed_var:
+                legs[i] = legs[i] - varlib.parametric_components(
+                    cov_s, inp.asset_exposure, inp.leg_asset, inp.leg_exposure, inp.confidence)
+    legs = np.where(inp.leg_active, legs, 0.0)
+    pnl = [float(row.sum()) for row in legs]  # 1-D sums: an axis=1 sum adds in another order
+    n_slots = len(inp.slot_ids)
+    n_sc = len(scenarios)
+    # one bincount over (scenario, slot) bins: each bin sums its legs in row order, as per row
+    index = (np.arange(n_sc)[:, None] * n_slots + inp.leg_slot).ravel()
+    per_slot = np.bincount(index, weights=legs.ravel(), minlength=n_sc * n_slots).reshape(n_sc, n_slots)
+    live = inp.live_slots() & np.isfinite(per_slot)  # a NaN P&L has no place in the ranking
+    n_live = live.sum(axis=1).tolist()
+    masked = np.where(live, per_slot, np.inf)
+    lows = masked.min(axis=1, initial=np.inf)
+    top = np.argsort(masked, axis=1, kind="stable")[:, :MAX_IMPACTS].tolist()
+    results = []
+    for i in range(n_sc):
+        out = extra[i]
+        worst = None
+        if n_live[i]:
+            row = masked[i]
+            ties = np.flatnonzero(row == lows[i])
+            idx = min(ties.tolist(), key=lambda j: str(inp.slot_ids[j]))  # ties: smallest id
+            values = per_slot[i]
+            worst = {"position_id": inp.slot_ids[idx], "pnl_usd": float(values[idx])}
+            out["position_impacts"] = {str(inp.slot_ids[j]): float(values[j])
+                                       for j in top[i][: min(MAX_IMPACTS, n_live[i])]}
+        out.update(pnl_usd=pnl[i], share_of_exposure=pnl[i] / inp.gross_usd if inp.gross_usd else 0.0,
+                   worst_position=worst)
+        results.append({k: out[k] for k in sorted(out)})
+    return results

@@ -16,6 +16,9 @@ from agents.state import partitions_of, restore, take
 from tests.unit.state.conftest import OPTIONS, SECRET, Event, feed
 
 CONFIG = "built from configuration by build_pipeline"
+MEMO = "derived: a read cache keyed on the state it was computed from (empty after a restore)"
+MEMOS = {"_memo", "_memo_key", "_stats", "_version", "_observed", "_stress_memo", "_liquidity_memo",
+         "_ewma_memo"}
 # class -> {attribute: where it goes, or why it is not checkpointed}
 KNOWN: dict[str, dict[str, str]] = {
     "RiskPipeline": {
@@ -44,6 +47,7 @@ KNOWN: dict[str, dict[str, str]] = {
         "liquidity": "market", "health": "market (_newest) + p<N> (records)", "portfolios": "p<N>",
         "_prices": "market", "_price_ts": "market", "market_version": "market", "watermark_ms": "market",
         "rejected": "market", "config": CONFIG, "scenarios": CONFIG, "backtest_min_scenarios": CONFIG,
+        "_stress_memo": MEMO, "_liquidity_memo": MEMO, "_ewma_memo": MEMO,
     },
     "BarResampler": {"_open": "market", "_closed_until_ms": "market", "last_close": "market",
                      "late_ticks": "market", "applied_ticks": "market", "bar_ms": CONFIG,
@@ -51,10 +55,12 @@ KNOWN: dict[str, dict[str, str]] = {
     "ReturnsWindow": {"_cols": "market", "_next": "market", "count": "market", "bars_seen": "market",
                       "log_r": "market", "simple_r": "market", "assets": "shared AssetIndex",
                       "capacity": "market (checked: incompatible)"},
-    "EwmaCovariance": {"_s": "market", "updates": "market", "lam": CONFIG},
+    "EwmaCovariance": {"_s": "market", "updates": "market", "lam": CONFIG, "_memo": MEMO,
+                       "_memo_key": MEMO},
     "GasState": {"_windows": "market (observations; the statistics are rebuilt from them)",
-                 "_newest": "market", "window_ms": CONFIG},
-    "LiquidityState": {"_latest": "market", "_depth_ewma": "market", "alpha": CONFIG},
+                 "_newest": "market", "window_ms": CONFIG, "_stats": MEMO},
+    "LiquidityState": {"_latest": "market", "_depth_ewma": "market", "alpha": CONFIG, "_version": MEMO,
+                       "_memo": MEMO},
     "StrategyHealth": {"_records": "p<N>", "_newest": "market", "window_ms": CONFIG, "step_ms": CONFIG,
                        "_expiry": "rebuilt from _records by install (compared as a set)",
                        "_folds": "derived: rebuilt by the next read of each strategy's health"},
@@ -68,7 +74,7 @@ KNOWN: dict[str, dict[str, str]] = {
         "last_delta": "scratch of the record being applied",
     },
     "StreamingBacktest": {"hits": "p<N>", "pending_var": "p<N>", "pending_exposures": "p<N>",
-                          "confidence": CONFIG, "zone_window": CONFIG},
+                          "confidence": CONFIG, "zone_window": CONFIG, "_observed": MEMO, "_memo": MEMO},
     "AlertEngine": {
         "_states": "market + p<N> (by entity home)", "_active": "rebuilt by load_state",
         "_silences": "market", "errors": "market", "evaluations": "market", "fallbacks": "market",
@@ -119,11 +125,11 @@ def test_restored_state_equals_the_original(fed: Any) -> None:
     restored = build_pipeline(OPTIONS)
     restore(restored, take(fed, partitions_of(fed), secret=SECRET), secret=SECRET)
     not_compared = {"_heap", "stats", "_dirty", "ruleset", "_rules", "_eval_order", "ticks", "portfolios",
-                    "_resuming", "_expiry", "_folds"}
+                    "_resuming", "_expiry", "_folds", *MEMOS}
     for attr, value in vars(fed).items():
         if attr not in not_compared:
             _same(value, getattr(restored, attr), attr, not_compared)
-    _same(fed.risk.portfolios, restored.risk.portfolios, "risk.portfolios", {"last_delta"})
+    _same(fed.risk.portfolios, restored.risk.portfolios, "risk.portfolios", {"last_delta", *MEMOS})
     assert sorted(fed._heap, key=lambda e: e[:3]) == sorted(restored._heap, key=lambda e: e[:3])
     assert fed._dirty == restored._dirty
     assert set(fed.risk.health._expiry) == set(restored.risk.health._expiry)

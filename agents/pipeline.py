@@ -163,6 +163,7 @@ class RiskPipeline:
         self._source_max: dict[tuple[str, int], int | None] = {}
         self._source_wall: dict[tuple[str, int], float] = {}
         self._at_head: set[tuple[str, int]] = set()  # sources whose reader is at the partition's end
+        self._behind: set[tuple[str, int]] = set()  # sources whose reader knows it has records left
         self._clock: int | None = None  # event time up to which everything has been processed
         self._resuming = False
         """Set by ``agents.state.restore``: nothing is released until the market is offered again,
@@ -231,16 +232,27 @@ class RiskPipeline:
         self._source_max.setdefault((topic, partition), None)
         self._source_wall.setdefault((topic, partition), wall_s)
 
-    def at_head(self, topic: str, partition: int, caught_up: bool) -> None:
+    def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None:
         """Tell whether the reader of ``topic[partition]`` has read everything the broker held at
         its last fetch (the partition's end offset): such a source stops holding the watermark
-        after ``head_idle_secs`` without an event instead of ``idle_source_secs``."""
+        after ``head_idle_secs`` without an event instead of ``idle_source_secs``. ``exact``: the
+        reader's position is exact (the market feed's own consumer), so a source behind its end
+        never counts as idle: its records are there to be read, and releasing past them would make
+        them late (a worker whose event loop stalled for seconds, say after a restore, would
+        otherwise let the first partition it reads move the clock past the others)."""
+        source = (topic, partition)
         if caught_up:
-            self._at_head.add((topic, partition))
+            self._at_head.add(source)
         else:
-            self._at_head.discard((topic, partition))
+            self._at_head.discard(source)
+        if exact and not caught_up:
+            self._behind.add(source)
+        else:
+            self._behind.discard(source)
 
     def _idle(self, source: tuple[str, int], wall_s: float) -> bool:
+        if source in self._behind:
+            return False
         quiet = wall_s - self._source_wall.get(source, wall_s)
         return quiet >= self.idle_source_secs or (
             0 < self.head_idle_secs <= quiet and source in self._at_head)
@@ -270,7 +282,7 @@ class RiskPipeline:
             return None
         if live:
             return min(live) - self.allowed_lateness_ms
-        if all(source in self._at_head for source, _ in sources):
+        if self.head_idle_secs > 0 and all(source in self._at_head for source, _ in sources):
             return max(seen) - self.allowed_lateness_ms  # every reader is at its end: nothing older is coming
         return min(seen) - self.allowed_lateness_ms
 

@@ -66,7 +66,7 @@ class Pipeline(Protocol):
 
     def poll(self, wall_s: float) -> list[tuple[str, str, dict[str, Any]]]: ...
 
-    def at_head(self, topic: str, partition: int, caught_up: bool) -> None: ...
+    def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None: ...
 
     @property
     def watermark_ms(self) -> int: ...
@@ -300,10 +300,10 @@ class PipelineHost(HostReads):
         await self.publish(outputs)
         self._send_state(taken)
 
-    def at_head(self, topic: str, partition: int, caught_up: bool) -> None:
+    def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None:
         """Whether the reader of an input partition is at its end (``RiskPipeline.at_head``)."""
         if self.pipeline is not None:
-            self.pipeline.at_head(topic, partition, caught_up)
+            self.pipeline.at_head(topic, partition, caught_up, exact)
 
     async def heartbeat(self, idle_secs: float) -> None:
         """Advance the engine clock by the idle wall time when no input arrived for ``idle_secs``."""
@@ -415,7 +415,7 @@ def _mark_heads(consumer: AIOKafkaConsumer, read_to: dict[TopicPartition, int]) 
     for tp, position in read_to.items():
         end = consumer.highwater(tp)
         if end is not None:
-            host.at_head("mev.market.ticks", tp.partition, position >= end)
+            host.at_head("mev.market.ticks", tp.partition, position >= end, exact=True)
 
 
 async def mark_input_heads(ends: Any) -> None:
@@ -692,7 +692,6 @@ async def replicate_market_feed() -> None:
                         break
                 if generation == host.generation:
                     _mark_heads(consumer, read_to)
-                    await host.poll()  # what the partitions read to their end no longer hold back
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()

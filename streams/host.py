@@ -91,6 +91,10 @@ class PipelineHost(HostReads):
     def __init__(self) -> None:
         self.pipeline: Pipeline | None = None
         self._lock = asyncio.Lock()
+        self._publishing = asyncio.Lock()
+        """Held while one step's outputs are sent; taken before the step releases ``_lock`` (asyncio
+        locks wake their waiters in order), so outputs reach their topics in the order the pipeline
+        made them, while the next step may already compute."""
         self.last_input_wall: float = time.monotonic()
         self.last_event_ts_ms: int = 0
         self.publishers: dict[str, Any] = {}
@@ -224,7 +228,8 @@ class PipelineHost(HostReads):
             if offset is not None:
                 self.next_offsets[(topic, partition)] = offset + 1
             taken = await self._take_state_if_due(outputs)
-        await self.publish(outputs)
+            await self._publishing.acquire()
+        await self._publish_in_order(outputs)
         self._send_state(taken)
 
     async def _take_state_if_due(self, outputs: list[tuple[str, str, dict[str, Any]]]
@@ -298,7 +303,8 @@ class PipelineHost(HostReads):
         async with self._lock:
             outputs = self.pipeline.poll(time.monotonic())
             taken = await self._take_state_if_due(outputs)
-        await self.publish(outputs)
+            await self._publishing.acquire()
+        await self._publish_in_order(outputs)
         self._send_state(taken)
 
     def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None:
@@ -317,8 +323,16 @@ class PipelineHost(HostReads):
         async with self._lock:
             outputs = self.pipeline.heartbeat(to_ms)
             taken = await self._take_state_if_due(outputs)
-        await self.publish(outputs)
+            await self._publishing.acquire()
+        await self._publish_in_order(outputs)
         self._send_state(taken)
+
+    async def _publish_in_order(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Publish a step's outputs and release ``_publishing`` (acquired under ``_lock``)."""
+        try:
+            await self.publish(outputs)
+        finally:
+            self._publishing.release()
 
     async def publish(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
         checkpointer = getattr(self.pipeline, "checkpoints", None)

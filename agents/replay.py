@@ -3,7 +3,9 @@
 Input lines are what ``mevrisk simulate --record`` writes:
 ``{"topic", "key", "ts_ms", "value"}`` (or ``value_b64`` for raw bytes). Each value is
 checked against its wire contract exactly as the worker does; rejected lines are
-counted by reason, as the worker would send them to ``risk.dlq``.
+counted by reason, as the worker would send them to ``risk.dlq``, and offered to the
+pipeline with :meth:`~agents.pipeline.RiskPipeline.reject` at the line's ``ts_ms`` (the time the
+simulator stamps on the Kafka record) so the ``global`` rules see the DLQ rate.
 """
 
 from __future__ import annotations
@@ -31,30 +33,39 @@ class ReplayResult:
         return [value for t, _, value in self.outputs if t == topic]
 
 
-def read_lines(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(topic, value bytes) of each recorded line, in file order."""
+def read_lines(path: Path) -> Iterator[tuple[str, bytes, int | None]]:
+    """(topic, value bytes, recorded ts_ms or None) of each recorded line, in file order."""
     with path.open("rb") as fh:
         for line in fh:
             if not line.strip():
                 continue
             row = orjson.loads(line)
+            ts = row.get("ts_ms")
+            ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
             if "value_b64" in row:
-                yield row["topic"], base64.b64decode(row["value_b64"])
+                yield row["topic"], base64.b64decode(row["value_b64"]), ts
             else:
-                yield row["topic"], orjson.dumps(row["value"])
+                yield row["topic"], orjson.dumps(row["value"]), ts
 
 
-def replay(lines: Iterable[tuple[str, bytes]], options: PipelineOptions) -> ReplayResult:
-    """Feed every valid input through a fresh pipeline, then drain it."""
+def replay(lines: Iterable[tuple[str, bytes] | tuple[str, bytes, int | None]],
+           options: PipelineOptions) -> ReplayResult:
+    """Feed every valid input through a fresh pipeline, then drain it. Lines are
+    ``(topic, bytes)`` or ``(topic, bytes, ts_ms)``; a rejected line with a ``ts_ms`` is
+    offered to the pipeline's DLQ count at that time."""
     pipeline = build_pipeline(options)
     result = ReplayResult(outputs=[])
-    for topic, raw in lines:
+    for line in lines:
+        topic, raw = line[0], line[1]
         if topic not in INPUT_CONTRACTS:
             continue
         try:
             value = validate_bytes(topic, raw)
         except ContractError as error:
             result.rejected[error.reason] += 1
+            ts = line[2] if len(line) > 2 else None
+            if ts is not None:
+                result.outputs.extend(pipeline.reject(topic, ts, error.reason))
             continue
         result.outputs.extend(pipeline.offer(topic, value))
     result.outputs.extend(pipeline.drain())

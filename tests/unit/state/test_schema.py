@@ -38,7 +38,13 @@ KNOWN: dict[str, dict[str, str]] = {
         "idle_source_secs": CONFIG, "bar_ms": "market (checked: incompatible)",
         "allowed_lateness_ms": CONFIG,
         "coalesce_ms": CONFIG, "source_limits_ms": CONFIG, "max_skip_bars": CONFIG,
+        "watch": "market (market_watch)", "_health": "p<N> (each strategy's last_health)",
+        "eval_ms": CONFIG,
     },
+    "MarketWatch": {"_assets": "market", "_chains": "market", "_strategies": "p<N> (each strategy's)",
+                    "_dlq": "market",
+                    "_portfolios": "p<N> (each portfolio's trend)",
+                    "dlq_total": "market", "config": CONFIG},
     "RiskEngine": {
         "assets": "market", "bars": "market", "window": "market", "ewma": "market", "gas": "market",
         "liquidity": "market", "health": "market (_newest) + p<N> (records)", "portfolios": "p<N>",
@@ -103,7 +109,8 @@ def _objects(p: Any) -> dict[str, Any]:
             "LiquidityState": p.risk.liquidity,
             "StrategyHealth": p.risk.health, "AssetIndex": p.risk.assets, "Book": pf.book,
             "StreamingBacktest": pf.backtest, "AlertEngine": p.alerts, "KillSwitch": p.kill_switch,
-            "AuditChain": AuditChain("risk"), "ModelBundle": p.models, "Admission": p.admission}
+            "AuditChain": AuditChain("risk"), "ModelBundle": p.models, "Admission": p.admission,
+            "MarketWatch": p.watch}
 
 
 def test_every_attribute_is_checkpointed_or_left_out_on_purpose(fed: Any) -> None:

@@ -34,9 +34,9 @@ Global context (``global`` scope, entity ``market``)::
 
 Portfolio ``trend`` block (added to every risk snapshot, ``snapshot.trend``)::
 
-    window_ms, net_growth_usd (largest change of one unpegged asset's net exposure since the oldest
-    snapshot of the last trend_window_ms), net_growth_asset, gross_growth_usd (change of gross
-    exposure over the same span)
+    window_ms, net_growth_usd (largest growth of one unpegged asset's absolute net exposure since
+    the oldest snapshot of the last trend_window_ms; negative when every one shrank),
+    net_growth_asset, gross_growth_usd (change of gross exposure over the same span)
 
 Strategy ``recent`` block (merged into the ``strategy`` scope context)::
 
@@ -291,7 +291,7 @@ class MarketWatch:
         q.append((ts, gross, net))
         self._trim(q, ts - self.config.trend_window_ms, keep_one=True)
         _, gross0, net0 = q[0]
-        growth = {a: abs(net.get(a, 0.0) - net0.get(a, 0.0)) for a in sorted(set(net) | set(net0))
+        growth = {a: abs(net.get(a, 0.0)) - abs(net0.get(a, 0.0)) for a in sorted(set(net) | set(net0))
                   if a not in self.config.pegs}  # stablecoin legs hedge: they are not a build-up
         asset = max(growth, key=lambda a: growth[a], default="")
         return {"window_ms": float(self.config.trend_window_ms),

@@ -66,6 +66,11 @@ TOPIC_RANK = {"mev.market.ticks": 0, "mev.positions": 1, "mev.strategy.stats": 2
 REJECTED = "rejected"
 """Pseudo-topic of inputs rejected before the pipeline (contract failures), offered with
 :meth:`RiskPipeline.reject` so the DLQ rate reaches the ``global`` rules in event time."""
+INPUT_KEY_FIELDS = {"mev.market.ticks": ("asset", "chain"), "mev.positions": ("portfolio",),
+                    "mev.strategy.stats": ("strategy",)}
+"""The value field that is a valid input's record key (ticks: the asset, or the chain for gas)."""
+KEY_TIMES_MAX = 4_096
+"""Input keys whose latest event time is kept for :meth:`RiskPipeline.reject` (more are not tracked)."""
 MARKET_SCOPES = frozenset({"source", "asset", "global"})
 """Rule scopes evaluated on market-wide state: only the leader publishes their alerts."""
 GLOBAL_ENTITY = "market"
@@ -171,6 +176,10 @@ class RiskPipeline:
         """Strategy -> its health figures at the last bar close (the eval steps reuse them)."""
         self._heap: list[tuple[int, int, bytes, str, dict[str, Any]]] = []
         self._max_ts: int | None = None
+        self._key_ts: dict[tuple[str, str], int] = {}
+        """(input topic, record key) -> the latest event time offered with that key: the time of a
+        rejected record of that key (:meth:`reject`)."""
+        self._rejects = 0  # tie-breaker of rejected records in the heap (their order is immaterial)
         self._source_max: dict[tuple[str, int], int | None] = {}
         self._source_wall: dict[tuple[str, int], float] = {}
         self._clock: int | None = None  # event time up to which everything has been processed
@@ -221,6 +230,7 @@ class RiskPipeline:
                     self._source_wall[waiting] = wall_s
             self._resuming = False
         self._source_max[source] = max(ts, self._source_max.get(source) or ts)
+        self._note_key_time(topic, value, ts)
         if wall_s is not None:
             self._source_wall[source] = wall_s
         self._max_ts = ts if self._max_ts is None else max(self._max_ts, ts)
@@ -241,20 +251,42 @@ class RiskPipeline:
         self._source_max.setdefault((topic, partition), None)
         self._source_wall.setdefault((topic, partition), wall_s)
 
-    def reject(self, topic: str, ts_ms: int, reason: str) -> list[Output]:
-        """Count an input of ``topic`` rejected before the pipeline (it went to ``risk.dlq``) at
-        event time ``ts_ms`` (the record's own time, e.g. its broker timestamp); it is ordered
-        with the inputs, never holds the watermark, and feeds the ``global`` scope's DLQ rate."""
-        ts = int(ts_ms)
-        if self._max_ts is not None:
-            ts = min(ts, self._max_ts)  # a far-future stamp must not count only once the clock gets there
+    def _note_key_time(self, topic: str, value: dict[str, Any], ts: int) -> None:
+        fields = INPUT_KEY_FIELDS.get(topic, ())
+        key = next((value[f] for f in fields if isinstance(value.get(f), str)), None)
+        if key is None:
+            return
+        entry = (topic, key)
+        if entry in self._key_ts:
+            self._key_ts[entry] = max(self._key_ts[entry], ts)
+        elif len(self._key_ts) < KEY_TIMES_MAX:
+            self._key_ts[entry] = ts
+
+    def reject_time(self, topic: str, key: str | None) -> int | None:
+        """The event time of a record of ``topic`` with record key ``key`` rejected to ``risk.dlq``:
+        the latest event time offered with that key on that topic (a rejected record's own time is
+        untrusted, and its broker time is wall time); an unknown key: the latest event time offered
+        (None before any). Records of one key keep their order in Kafka (one partition) and in a
+        recording, so both paths give the same time; only the fallback depends on arrival."""
+        known = self._key_ts.get((topic, key)) if key is not None else None
+        return known if known is not None else self._max_ts
+
+    def reject(self, topic: str, key: str | None, reason: str) -> list[Output]:
+        """Count an input of ``topic`` with record key ``key``, rejected before the pipeline (it
+        went to ``risk.dlq``), at :meth:`reject_time`; it is ordered with the inputs, never holds
+        the watermark, and feeds the ``global`` scope's DLQ rate (``system.dlq_recent``). Before any
+        event time is known it is not counted."""
+        ts = self.reject_time(topic, key)
+        if ts is None:
+            return []
         value = {"topic": topic, "reason": reason, "ts_ms": ts}
         if self._clock is not None and ts < self._clock:
-            self.watch.on_rejected(self._clock)
+            self.watch.on_rejected(self._clock)  # late: counted now, as a late input is applied now
             return []
-        key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        heapq.heappush(self._heap, (ts, TOPIC_RANK[REJECTED], key, REJECTED, value))
-        return []
+        self._rejects += 1
+        order = orjson.dumps(value, option=orjson.OPT_SORT_KEYS) + b"#%d" % self._rejects
+        heapq.heappush(self._heap, (ts, TOPIC_RANK[REJECTED], order, REJECTED, value))
+        return []  # the watermark did not move
 
     def _market_seen(self) -> bool:
         """A market tick has been offered (since the restore, for a restored pipeline)."""

@@ -4,8 +4,8 @@ Input lines are what ``mevrisk simulate --record`` writes:
 ``{"topic", "key", "ts_ms", "value"}`` (or ``value_b64`` for raw bytes). Each value is
 checked against its wire contract exactly as the worker does; rejected lines are
 counted by reason, as the worker would send them to ``risk.dlq``, and offered to the
-pipeline with :meth:`~agents.pipeline.RiskPipeline.reject` at the line's ``ts_ms`` (the time the
-simulator stamps on the Kafka record) so the ``global`` rules see the DLQ rate.
+pipeline with :meth:`~agents.pipeline.RiskPipeline.reject` with the line's ``key``, as the worker
+offers the records it rejects, so the ``global`` rules see the DLQ rate at the same event time.
 """
 
 from __future__ import annotations
@@ -33,26 +33,26 @@ class ReplayResult:
         return [value for t, _, value in self.outputs if t == topic]
 
 
-def read_lines(path: Path) -> Iterator[tuple[str, bytes, int | None]]:
-    """(topic, value bytes, recorded ts_ms or None) of each recorded line, in file order."""
+def read_lines(path: Path) -> Iterator[tuple[str, bytes, str | None]]:
+    """(topic, value bytes, record key or None) of each recorded line, in file order."""
     with path.open("rb") as fh:
         for line in fh:
             if not line.strip():
                 continue
             row = orjson.loads(line)
-            ts = row.get("ts_ms")
-            ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+            key = row.get("key")
+            key = key if isinstance(key, str) else None
             if "value_b64" in row:
-                yield row["topic"], base64.b64decode(row["value_b64"]), ts
+                yield row["topic"], base64.b64decode(row["value_b64"]), key
             else:
-                yield row["topic"], orjson.dumps(row["value"]), ts
+                yield row["topic"], orjson.dumps(row["value"]), key
 
 
-def replay(lines: Iterable[tuple[str, bytes] | tuple[str, bytes, int | None]],
+def replay(lines: Iterable[tuple[str, bytes] | tuple[str, bytes, str | None]],
            options: PipelineOptions) -> ReplayResult:
     """Feed every valid input through a fresh pipeline, then drain it. Lines are
-    ``(topic, bytes)`` or ``(topic, bytes, ts_ms)``; a rejected line with a ``ts_ms`` is
-    offered to the pipeline's DLQ count at that time."""
+    ``(topic, bytes)`` or ``(topic, bytes, record key)``; a rejected line is offered to the
+    pipeline's DLQ count (:meth:`~agents.pipeline.RiskPipeline.reject`) with its key."""
     pipeline = build_pipeline(options)
     result = ReplayResult(outputs=[])
     for line in lines:
@@ -63,9 +63,8 @@ def replay(lines: Iterable[tuple[str, bytes] | tuple[str, bytes, int | None]],
             value = validate_bytes(topic, raw)
         except ContractError as error:
             result.rejected[error.reason] += 1
-            ts = line[2] if len(line) > 2 else None
-            if ts is not None:
-                result.outputs.extend(pipeline.reject(topic, ts, error.reason))
+            key = line[2] if len(line) > 2 else None
+            result.outputs.extend(pipeline.reject(topic, key, error.reason))
             continue
         result.outputs.extend(pipeline.offer(topic, value))
     result.outputs.extend(pipeline.drain())

@@ -60,7 +60,15 @@ from agents.anomaly.models import PortfolioModels
 from agents.anomaly.ticks import TickAnomalyDetector
 from agents.audit.chain import AuditChain
 from agents.marketwatch import MarketWatch
-from agents.pipeline import _JSON_OPTIONS, GLOBAL_CHAIN, OPERATOR, TOPIC_RANK, RiskPipeline, SourceHealth
+from agents.pipeline import (
+    _JSON_OPTIONS,
+    GLOBAL_CHAIN,
+    OPERATOR,
+    REJECTED,
+    TOPIC_RANK,
+    RiskPipeline,
+    SourceHealth,
+)
 from agents.state import risk as riskstate
 from agents.state.codec import default, pickled, unpickle
 from agents.state.envelope import open_blob, seal
@@ -155,6 +163,11 @@ class _Placement:
         match = _CHAIN.match(chain)
         return int(match.group(1)) if match else None
 
+    def of_input_key(self, topic: str, key: str) -> int | None:
+        """The blob of an input record key's latest event time (``RiskPipeline._key_ts``)."""
+        kind = PARTITIONED_TOPICS.get(topic)
+        return None if kind is None else self.of(kind, key)
+
     def of_event(self, topic: str, value: Mapping[str, Any]) -> int | None:
         kind = PARTITIONED_TOPICS.get(topic)
         return None if kind is None else self.of(kind, str(value.get(kind)))
@@ -211,7 +224,7 @@ def _entities_doc(pipeline: RiskPipeline, where: _Placement, partition: int | No
     strategies = {name for kind, name in pipeline._home if kind == "strategy"}
     strategies |= set(risk.health._records) | pipeline._strategies | pipeline.admission.strategies
     strategies |= set(pipeline.watch._strategies)
-    heap = [[ts, rank, key.decode("latin-1") if topic == OPERATOR else None, topic, value]
+    heap = [[ts, rank, key.decode("latin-1") if topic in (OPERATOR, REJECTED) else None, topic, value]
             for ts, rank, key, topic, value in sorted(pipeline._heap, key=lambda entry: entry[:3])
             if where.of_event(topic, value) == partition]  # sorted: a valid heap, and canonical
     return {
@@ -234,6 +247,8 @@ def _entities_doc(pipeline: RiskPipeline, where: _Placement, partition: int | No
         "sources": [[topic, p, ts] for (topic, p), ts in pipeline._source_max.items()
                     if (p if topic in PARTITIONED_TOPICS else None) == partition],
         "heap": heap,
+        "key_times": [[topic, key, ts] for (topic, key), ts in sorted(pipeline._key_ts.items())
+                      if where.of_input_key(topic, key) == partition],
         "offsets": [],
     }
 
@@ -393,11 +408,16 @@ class _Installer:
         for ts, rank, key, topic, value in doc["heap"]:
             if not isinstance(value, dict):
                 raise ValueError("a buffered event is not an object")
-            raw = (key.encode("latin-1") if topic == OPERATOR
+            raw = (key.encode("latin-1") if topic in (OPERATOR, REJECTED)
                    else orjson.dumps(value, option=orjson.OPT_SORT_KEYS))  # as offer() keys it
             if topic != OPERATOR and int(rank) != TOPIC_RANK.get(topic, 9):
                 raise ValueError(f"bad rank for {topic!r}")
+            if topic == REJECTED:  # later rejects must not tie with a restored one (RiskPipeline.reject)
+                p._rejects = max(p._rejects, int(raw.rpartition(b"#")[2] or b"0"))
             self.heap.append((int(ts), int(rank), raw, str(topic), value))
+        for topic, key, ts in doc.get("key_times") or ():  # absent from older checkpoints
+            entry = (str(topic), str(key))
+            p._key_ts[entry] = max(int(ts), p._key_ts.get(entry, int(ts)))
         for topic, partition_, offset in doc["offsets"]:
             self.report.offsets[(str(topic), int(partition_))] = int(offset)
 

@@ -65,10 +65,10 @@ storm needs a minute after a flash crash: the crash's volatility raises reverts 
 strategies' StrategyRevertStorm alerts are still firing 35 s after it (no new ``firing`` then)."""
 
 
-def _lines(sim: Simulator) -> Iterator[tuple[str, bytes, int]]:
+def _lines(sim: Simulator) -> Iterator[tuple[str, bytes, str]]:
     for ev in sim:
         raw = ev.value if isinstance(ev.value, bytes) else orjson.dumps(ev.value)
-        yield ev.topic, raw, ev.ts_ms
+        yield ev.topic, raw, ev.key
 
 
 def run(seed: int, incidents: tuple[Incident, ...], duration_s: float) -> ReplayResult:

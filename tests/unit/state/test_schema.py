@@ -40,6 +40,8 @@ KNOWN: dict[str, dict[str, str]] = {
         "coalesce_ms": CONFIG, "source_limits_ms": CONFIG, "max_skip_bars": CONFIG,
         "watch": "market (market_watch)", "_health": "p<N> (each strategy's last_health)",
         "eval_ms": CONFIG,
+        "_key_ts": "market (ticks) + p<N> (positions and stats keys, by home)",
+        "_rejects": "derived: the largest tie-breaker among the restored heap's rejects",
     },
     "MarketWatch": {"_assets": "market", "_chains": "market", "_strategies": "p<N> (each strategy's)",
                     "_dlq": "market",
@@ -126,7 +128,7 @@ def test_restored_state_equals_the_original(fed: Any) -> None:
     restored = build_pipeline(OPTIONS)
     restore(restored, take(fed, partitions_of(fed), secret=SECRET), secret=SECRET)
     not_compared = {"_heap", "stats", "_dirty", "ruleset", "_rules", "_eval_order", "ticks", "portfolios",
-                    "_resuming", "_expiry", "_folds"}
+                    "_resuming", "_expiry", "_folds", "_rejects"}
     for attr, value in vars(fed).items():
         if attr not in not_compared:
             _same(value, getattr(restored, attr), attr, not_compared)

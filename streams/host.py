@@ -191,7 +191,8 @@ class PipelineHost:
             return
         async with self._lock:
             outputs = self.pipeline.reject(topic, rejected.key, rejected.reason)
-        await self.publish(outputs)
+        if outputs:
+            await self.publish(outputs)
 
     async def replay_rejected(self, topic: str, rejected: Rejected, partition: int,
                               offset: int | None = None) -> None:

@@ -8,11 +8,14 @@ KAFKA_PORT ?= 9092
 # command:Debian package that provides it. java and mvn fetch and run the local Kafka broker;
 # openssl makes the notify tests' TLS certificate; kcat, Prometheus (promtool), Alertmanager (amtool)
 # and Chromium are the e2e peers. A test needing one of them fails in CI (CI=true) when it is absent.
+# Pango (a shared library, found with ldconfig) lets WeasyPrint print the daily report to PDF; the
+# report test turns the PDF into PNG and text with poppler-utils.
 SYSTEM_DEPS ?= java:default-jre-headless mvn:maven openssl:openssl kcat:kcat prometheus:prometheus \
 	promtool:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
-	chromium:chromium
+	chromium:chromium libpango-1.0.so.0:libpango-1.0-0 libpangoft2-1.0.so.0:libpangoft2-1.0-0 \
+	pdftoppm:poppler-utils pdftotext:poppler-utils
 
-.PHONY: help install system-deps broker broker-stop topics worker simulate demo test test-unit test-integration lint check bench clean
+.PHONY: help install system-deps broker broker-stop topics worker simulate demo test test-unit test-integration lint types check bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -25,10 +28,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev dependencies
 
-system-deps: ## check the programs the broker and tests need (Java, Maven, openssl, kcat, Prometheus, Alertmanager, Chromium); install the missing ones when root, else fail
+system-deps: ## check the programs the broker and tests need (Java, Maven, openssl, kcat, Prometheus, Alertmanager, Chromium, Pango, poppler); install the missing ones when root, else fail
 	@set -euo pipefail; missing=""; \
+	present() { case "$$1" in lib*.so*) ldconfig -p | grep -qF "$$1";; *) command -v "$$1" >/dev/null 2>&1;; esac; }; \
 	for dep in $(SYSTEM_DEPS); do cmd="$${dep%%:*}"; pkg="$${dep#*:}"; \
-	  if ! command -v "$$cmd" >/dev/null 2>&1; then \
+	  if ! present "$$cmd"; then \
 	    case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; fi; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
@@ -37,7 +41,7 @@ system-deps: ## check the programs the broker and tests need (Java, Maven, opens
 	apt-get update -qq; \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	for dep in $(SYSTEM_DEPS); do cmd="$${dep%%:*}"; \
-	  command -v "$$cmd" >/dev/null 2>&1 || { echo "error: $$cmd still missing after apt-get install" >&2; exit 1; }; \
+	  present "$$cmd" || { echo "error: $$cmd still missing after apt-get install" >&2; exit 1; }; \
 	done
 
 broker: install ## fetch (Maven Central) and start the local Kafka broker on 127.0.0.1:$(KAFKA_PORT)
@@ -57,7 +61,7 @@ demo: install ## fresh local Kafka, one worker and the simulator with an inciden
 	rm -rf .cache/kafka/data-$(KAFKA_PORT) .cache/worker  # demo data is not kept between runs
 	$(BIN)/mevrisk broker start --port $(KAFKA_PORT)
 	$(BIN)/mevrisk topics create
-	@bash deploy/demo.sh
+	@KAFKA_PORT=$(KAFKA_PORT) bash deploy/demo.sh
 
 test: install system-deps ## the whole suite and the packages' doctests against a real Kafka broker (started and stopped by the tests)
 	$(BIN)/python -m pytest
@@ -68,10 +72,13 @@ test-unit: install ## pure-core tests and the packages' doctests (no broker)
 lint: install ## ruff
 	$(BIN)/ruff check .
 
-check: lint test ## lint and the whole suite
+types: install ## mypy on the typed packages (agents/ and streams/, config in pyproject.toml)
+	$(BIN)/mypy
+
+check: lint types test ## lint, types, then the whole suite (what CI runs)
 
 bench: topics ## benchmarks (key=value lines)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean: broker-stop ## stop the broker and remove caches (keeps the Kafka jars)
-	rm -rf .cache/kafka/data-* .cache/worker .pytest_cache
+	rm -rf .cache/kafka/data-* .cache/kafka/secured-* .cache/worker .pytest_cache

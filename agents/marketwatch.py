@@ -55,6 +55,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +120,15 @@ def load_watch_config(path: str | Path) -> WatchConfig:
     if not isinstance(pegs, dict):
         raise WatchConfigError(f"{p}: 'pegs' must map asset to USD price")
     try:
-        typed = {k: (float(v) if k.startswith("flag_") else int(v)) for k, v in raw.items()}
+        typed: dict[str, Any] = {k: (float(v) if k.startswith("flag_") else int(v)) for k, v in raw.items()}
     except (TypeError, ValueError) as e:
         raise WatchConfigError(f"{p}: {e}") from None
     return WatchConfig(pegs={str(k): float(v) for k, v in pegs.items()}, **typed)
+
+
+def _figure(table: Mapping[str, Mapping[str, Any]], key: str, name: str) -> float:
+    """``table[name][key]`` as a float (a sort key over the names of ``table``)."""
+    return float(table[name][key])
 
 
 def mean_correlation(cov: Any, names: list[str], exclude: Mapping[str, Any]) -> float:
@@ -388,14 +394,14 @@ class MarketWatch:
                                "dlq_total": float(self.dlq_total)}
         for out, key, pick in (("jump", "jump_pct", max), ("depeg", "depeg_pct", max),
                                ("depth", "depth_ratio", min), ("anomaly", "anomaly_flags", max)):
-            best = pick(sorted(assets), key=lambda n, k=key: assets[n][k], default=None)
+            best = pick(sorted(assets), key=partial(_figure, assets, key), default=None)
             suffix = {"jump": "_pct_max", "depeg": "_pct_max", "depth": "_ratio_min",
                       "anomaly": "_flags_max"}[out]
             ctx[out + suffix] = float(assets[best][key]) if best is not None else (
                 1.0 if out == "depth" else 0.0)
             ctx[out + "_asset"] = best or ""
         for out, key in (("gas_gwei", "gwei"), ("gas_ratio", "ratio"), ("gas_jump", "jump")):
-            best = max(sorted(gas), key=lambda c, k=key: gas[c][k], default=None)
+            best = max(sorted(gas), key=partial(_figure, gas, key), default=None)
             ctx[out + "_max"] = gas[best][key] if best is not None else 0.0
             ctx[out + "_chain"] = best or ""
         if market:

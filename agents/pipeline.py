@@ -43,6 +43,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -51,10 +52,11 @@ import orjson
 from agents.admission import Admission, AdmissionRefused
 from agents.alerts.controls import KillSwitch
 from agents.alerts.engine import AlertEngine
-from agents.alerts.rules import RuleError, parse_rules
+from agents.alerts.rules import parse_rules
 from agents.anomaly.checkpoint import ModelCheckpointer
 from agents.anomaly.models import ModelBundle
 from agents.audit.chain import AuditChain
+from agents.errors import MevRiskError
 from agents.marketwatch import MarketWatch, mean_correlation
 from agents.risk.engine import RiskEngine
 from schemas.contracts import excerpt
@@ -308,12 +310,13 @@ class RiskPipeline:
             ts for source, ts in sources
             if wall_s is None or wall_s - self._source_wall.get(source, wall_s) < self.idle_source_secs
         ]
-        if None in active:
+        live = [ts for ts in active if ts is not None]
+        if len(live) < len(active):
             return None
         seen = [ts for _, ts in sources if ts is not None]
         if not seen:
             return None
-        return min(active or seen) - self.allowed_lateness_ms  # type: ignore[type-var]
+        return min(live or seen) - self.allowed_lateness_ms
 
     def poll(self, wall_s: float) -> list[Output]:
         """Re-evaluate the watermark at wall time ``wall_s``: partitions that fell idle since the
@@ -507,7 +510,7 @@ class RiskPipeline:
         for strategy in sorted(self._strategies):
             if self.owns("strategy", strategy):
                 health = self._guarded("strategy_health", None,
-                                       lambda s=strategy: self.risk.strategy_health(s, bar_end))
+                                       partial(self.risk.strategy_health, strategy, bar_end))
                 if health is not None:
                     self._health[strategy] = health
                     context = {**health, "recent": self.watch.strategy_recent(strategy, bar_end)}
@@ -561,6 +564,10 @@ class RiskPipeline:
         """Whether this worker publishes for the portfolio or strategy ``name`` (``kind``)."""
         return self.owned_partitions is None or self._home.get((kind, name)) in self.owned_partitions
 
+    def home_of(self, kind: str, name: str) -> int | None:
+        """The input partition of the portfolio or strategy ``name`` (None: no input named it yet)."""
+        return self._home.get((kind, name))
+
     def _snapshot_dirty(self, ts_ms: int, out: list[Output]) -> None:
         for portfolio in sorted(self._dirty):
             if self.owns("portfolio", portfolio):
@@ -586,7 +593,7 @@ class RiskPipeline:
             if trend is not None:
                 snapshot["trend"] = trend
         for enrich in self.enrichers:
-            self._guarded("snapshot", portfolio, lambda e=enrich: e(snapshot))
+            self._guarded("snapshot", portfolio, partial(enrich, snapshot))
         non_finite: list[str] = []
         if b"null" in orjson.dumps(snapshot, option=_JSON_OPTIONS):  # orjson writes NaN/inf as null
             _unavailable_non_finite(snapshot, "", non_finite)
@@ -605,7 +612,7 @@ class RiskPipeline:
         for event in events:
             if not self.leader and event.scope in MARKET_SCOPES:
                 continue  # restored market-wide states may still tick here: the leader speaks for them
-            self._guarded("alerts", None, lambda e=event: self._alert(e, out))
+            self._guarded("alerts", None, partial(self._alert, event, out))
 
     def _alert(self, event: Any, out: list[Output]) -> None:
         """Publish one alert event, audit it, and issue the control its rule asks for."""
@@ -666,8 +673,8 @@ class RiskPipeline:
             if kind == "rules_reload":
                 ruleset = parse_rules(action["document"], action["source"])
                 return self.reload_rules(ruleset, actor, action["document"])
-        except (KeyError, RuleError, TypeError, ValueError):  # e.g. the alert it named does not exist
-            self.stats.operator_skipped += 1
+        except (KeyError, MevRiskError, TypeError, ValueError):  # e.g. the alert it named does not exist,
+            self.stats.operator_skipped += 1  # or a silence refused (bad regex, too many)
             return []
         return []
 

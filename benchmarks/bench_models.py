@@ -159,8 +159,8 @@ def main() -> None:
     blob_times = []
     for _ in range(20):
         t0 = time.perf_counter()
-        blob = bundle.state_bytes()
-        ModelBundle.from_state_bytes(blob)
+        blob = bundle.state_bytes(SECRET)
+        ModelBundle.from_state_bytes(blob, SECRET)
         blob_times.append((time.perf_counter() - t0) * 1000.0)
     print(f"checkpoint_bytes={len(blob)}")
     print(f"checkpoint_roundtrip_ms_median={statistics.median(blob_times):.2f}")

@@ -271,7 +271,8 @@ def _check_value(spec: FieldSpec, value: Any, where: str = "") -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ContractError("wrong_type", f"field '{name}' must be an integer, got {_brief(value)}")
     elif not isinstance(value, spec.type):
-        expected = {str: "a string", list: "an array"}.get(spec.type, spec.type.__name__)
+        names: dict[type, str] = {str: "a string", list: "an array"}
+        expected = names.get(spec.type, spec.type.__name__)
         raise ContractError("wrong_type", f"field '{name}' must be {expected}, got {_brief(value)}")
     if spec.type is str:
         _check_identifier(spec, value, name)

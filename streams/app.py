@@ -8,14 +8,20 @@ import faust
 from faust.exceptions import AlreadyConfiguredWarning
 
 import streams.codecs  # noqa: F401 - registers the orjson codec before any record is used
+from streams import logsafe
+from streams.kafka_clients import faust_credentials
 from streams.membership import instance_id, leave_on_close
 from streams.settings import get_settings
 
 _settings = get_settings()
+logsafe.install()  # no secret or Authorization header in any log line of this process
+logsafe.register_secrets(secret.get_secret_value() for secret in
+                         (_settings.checkpoint_secret, _settings.kafka_sasl_password) if secret is not None)
 
 app = faust.App(
     _settings.app_id,
     broker=f"kafka://{_settings.kafka_bootstrap_servers}",
+    broker_credentials=faust_credentials(_settings),  # None: PLAINTEXT (MEVRISK_KAFKA_* unset)
     store="memory://",
     datadir=str(_settings.data_dir),
     topic_partitions=_settings.topic_partitions,
@@ -25,6 +31,13 @@ app = faust.App(
     web_bind=_settings.web_bind or _settings.web_host,  # Faust's own default would be 0.0.0.0
     web_port=_settings.web_port,
     web_in_thread=False,
+    # Faust's own views stay off: /router/ lists every worker's URL and /table/ reads table data
+    # (positions, delivery ledger) without auth; /graph and the stats index follow `debug`, off too.
+    # The engine routes between workers itself (streams.api), never through @table_route.
+    web_router_enabled=False,
+    web_tables_enabled=False,
+    web_graph_enabled=False,
+    web_stats_enabled=False,
     producer_max_request_size=2_097_152,
     consumer_max_fetch_size=4_194_304,
     table_cleanup_interval=30.0,
@@ -37,7 +50,7 @@ app = faust.App(
 )
 
 
-@app.on_worker_init.connect
+@app.on_worker_init.connect  # type: ignore[arg-type]  # mode's SignalHandlerT matches no handler under mypy
 def _static_membership(sender: faust.App, **_: object) -> None:
     """Once the worker command has set the web port, name this worker's group membership."""
     if sender.conf.consumer_group_instance_id is None:

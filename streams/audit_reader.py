@@ -7,8 +7,9 @@ import logging
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from streams import kafka_clients, metrics
 from streams.topics import AUDIT
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ def _record(message: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         log.warning("skipped malformed record %s[%d]@%d on the audit topic",
                     message.topic, message.partition, message.offset)
+        metrics.UNTRUSTED_RECORDS.labels("risk.audit", "malformed").inc()
         return None
     return value
 
@@ -37,7 +39,7 @@ async def read_audit_entries(bootstrap: str, topic: str = AUDIT, since_ms: int |
                              ) -> list[tuple[int, dict[str, Any]]]:
     """``(offset, record)`` of the audit topic in offset order: every one, or with ``since_ms`` only
     those appended at or after that broker time (wall-clock ms; the topic uses LogAppendTime)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or {0})

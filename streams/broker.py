@@ -3,7 +3,9 @@
 The broker's jars come from Maven Central through ``deploy/kafka/pom.xml`` and are
 cached under ``.cache/kafka/libs``; its data and log live under ``.cache/kafka/``.
 Everything here is idempotent: ``start`` on a running broker, ``stop`` on a stopped
-one and ``fetch`` with jars present all return at once.
+one and ``fetch`` with jars present all return at once. ``LocalBroker(secured=True)`` runs the same
+broker with SASL/SCRAM listeners and ACLs (``streams.secured_broker``), its data under
+``.cache/kafka/secured-<port>/``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agents.errors import MevRiskError
 
@@ -37,14 +40,21 @@ class LocalBroker:
     home: Path = REPO_ROOT / ".cache" / "kafka"
     port: int = 9092
     controller_port: int = 9093
+    secured: bool = False
+    """SASL/SCRAM listeners and the standard authorizer with ACLs (``streams.secured_broker``)."""
 
     @property
     def libs(self) -> Path:
         return self.home / "libs"
 
     @property
+    def secured_dir(self) -> Path:
+        """The secured broker's data, credentials and client settings (files of mode 0600)."""
+        return self.home / f"secured-{self.port}"
+
+    @property
     def data_dir(self) -> Path:
-        return self.home / f"data-{self.port}"
+        return self.secured_dir / "data" if self.secured else self.home / f"data-{self.port}"
 
     @property
     def pid_file(self) -> Path:
@@ -107,6 +117,12 @@ def _write_config(broker: LocalBroker) -> None:
         .replace("${CONTROLLER_PORT}", str(broker.controller_port))
         .replace("${DATA_DIR}", str(broker.data_dir))
     )
+    if broker.secured:
+        from streams.secured_broker import overlay
+
+        text += "\n" + overlay(broker)
+    broker.config_file.touch(mode=0o600)  # the secured broker's file holds its passwords
+    broker.config_file.chmod(0o600)
     broker.config_file.write_text(text)
 
 
@@ -116,11 +132,28 @@ def _format_storage(broker: LocalBroker) -> None:
     cluster_id = uuid.uuid4().hex[:22]
     cmd = _java_cmd(
         broker, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-        "-c", str(broker.config_file),
+        "-c", str(broker.config_file), *_secured_format_args(broker),
     )
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BrokerError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
+
+
+def _secured_format_args(broker: LocalBroker) -> list[str]:
+    if not broker.secured:
+        return []
+    from streams.secured_broker import format_args
+
+    return format_args(broker)
+
+
+def client_kwargs(broker: LocalBroker) -> dict[str, Any]:
+    """aiokafka settings that reach ``broker``: none, or the admin's SASL credentials if secured."""
+    if not broker.secured:
+        return {}
+    from streams.secured_broker import role_client_kwargs
+
+    return role_client_kwargs(broker, "admin")
 
 
 def _read_pid(broker: LocalBroker) -> int | None:
@@ -135,15 +168,15 @@ def _read_pid(broker: LocalBroker) -> int | None:
     return pid
 
 
-def accepts_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when a Kafka client can fetch cluster metadata from ``bootstrap``."""
+def accepts_metadata(bootstrap: str, timeout_s: float = 3.0, **client: Any) -> bool:
+    """True when a Kafka client (with ``client`` settings, e.g. SASL) can fetch cluster metadata."""
     import asyncio
 
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def probe() -> bool:
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **client
         )
         try:
             await asyncio.wait_for(admin.start(), timeout_s)
@@ -168,13 +201,15 @@ def status(broker: LocalBroker) -> str:
     pid = _read_pid(broker)
     if pid is None:
         return "stopped"
-    return "running" if accepts_metadata(broker.bootstrap) else "starting"
+    return "running" if accepts_metadata(broker.bootstrap, **client_kwargs(broker)) else "starting"
 
 
 def start(broker: LocalBroker, wait_s: float = 90.0) -> int:
     """Start the broker if it is not running; return its pid once it serves metadata."""
     pid = _read_pid(broker)
-    if pid is not None and accepts_metadata(broker.bootstrap):
+    if pid is not None:
+        _check_mode(broker)
+    if pid is not None and accepts_metadata(broker.bootstrap, **client_kwargs(broker)):
         return pid
     if pid is None:
         fetch(broker)
@@ -194,12 +229,29 @@ def start(broker: LocalBroker, wait_s: float = 90.0) -> int:
         if _read_pid(broker) is None:
             tail = broker.log_file.read_text(errors="replace")[-3000:]
             raise BrokerError(f"the Kafka broker exited during start-up; log tail:\n{tail}")
-        if accepts_metadata(broker.bootstrap):
+        if accepts_metadata(broker.bootstrap, **client_kwargs(broker)):
             return pid
         time.sleep(0.5)
     raise BrokerError(
         f"the Kafka broker did not serve metadata within {wait_s:.0f}s; see {broker.log_file}"
     )
+
+
+def last_started_secured(broker: LocalBroker) -> bool | None:
+    """Whether the broker last configured on this port is the secured one (None: never started)."""
+    try:
+        return "sasl.enabled.mechanisms" in broker.config_file.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _check_mode(broker: LocalBroker) -> None:
+    """Refuse to wait for a running broker of the other mode (secured or not) on the same port."""
+    running_secured = last_started_secured(broker)
+    if running_secured is not None and running_secured != broker.secured:
+        mode = "a secured" if running_secured else "an unsecured"
+        raise BrokerError(f"{mode} broker already runs on port {broker.port}; stop it first "
+                          f"('mevrisk broker stop --port {broker.port}')")
 
 
 def stop(broker: LocalBroker, wait_s: float = 30.0) -> bool:

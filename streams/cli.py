@@ -1,6 +1,6 @@
 """``mevrisk``: the project's own subcommands, plus Faust's CLI for everything else.
 
-Ours: broker, topics, schemas, simulate, replay, var, backtest-var, rules, audit.
+Ours: broker, topics, schemas, simulate, replay, var, backtest-var, rules, audit, report.
 ``mevrisk worker`` (and any other Faust command) runs Faust's CLI on ``streams.app``.
 """
 
@@ -11,16 +11,49 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.settings import REPO_ROOT, get_settings
 
-OWN_COMMANDS = {"broker", "topics", "schemas", "simulate", "replay", "var", "backtest-var", "rules", "audit"}
+if TYPE_CHECKING:
+    from streams.kafka_acls import AclRule
+
+OWN_COMMANDS = {"broker", "topics", "schemas", "simulate", "replay", "var", "backtest-var", "rules", "audit",
+                "report"}
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
-    from streams.broker import LocalBroker, main_broker
+    from streams.broker import LocalBroker, last_started_secured, main_broker
 
-    return main_broker(args.action, LocalBroker(port=args.port, controller_port=args.port + 1))
+    # status probes with the admin's credentials when the broker on this port is the secured one
+    secured = args.secured or (args.action == "status"
+                               and bool(last_started_secured(LocalBroker(port=args.port))))
+    broker = LocalBroker(port=args.port, controller_port=args.port + 1, secured=secured)
+    if args.action == "acls":
+        return _print_acls(args)
+    code = main_broker(args.action, broker)
+    if code == 0 and args.secured and args.action == "start":
+        from streams.secured_broker import ensure_set_up
+
+        ensure_set_up(broker, _acl_plan())
+        print(f"users and ACLs set; each role's environment: {broker.secured_dir}/<admin|worker|bot>.env")
+    return code
+
+
+def _acl_plan() -> tuple[AclRule, ...]:
+    from streams.kafka_acls import Principals, acl_plan
+
+    settings = get_settings()
+    return acl_plan(settings.topic_prefix, settings.app_id, Principals(), f"{settings.app_id}-bot")
+
+
+def _print_acls(args: argparse.Namespace) -> int:
+    """The kafka-configs / kafka-acls commands that secure an existing cluster the same way."""
+    from streams.kafka_acls import Principals, cluster_commands
+
+    print(cluster_commands(args.bootstrap or get_settings().kafka_bootstrap_servers, _acl_plan(),
+                           Principals()), end="")
+    return 0
 
 
 def _cmd_topics(args: argparse.Namespace) -> int:
@@ -65,8 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     broker = sub.add_parser("broker", help="fetch, start, stop or query the local Kafka broker")
-    broker.add_argument("action", choices=["start", "stop", "status", "fetch"])
+    broker.add_argument("action", choices=["start", "stop", "status", "fetch", "acls"],
+                        help="acls: print the kafka-configs/kafka-acls commands for an existing cluster")
     broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument("--secured", action="store_true",
+                        help="SASL/SCRAM listeners and ACLs (admin, worker and bot users)")
+    broker.add_argument("--bootstrap", help="acls: the cluster's bootstrap servers (default: the setting)")
     broker.set_defaults(func=_cmd_broker)
 
     topics = sub.add_parser("topics", help="create the project's topics (idempotent)")

@@ -104,23 +104,111 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _expected_heads(anchors: list[str], records: list[dict[str, Any]]) -> dict[str, str]:
+    """``--expect-head`` values (``STREAM=HASH``, or a bare ``HASH`` found in whichever chain holds
+    it) as ``{stream: hash}``; a bare hash no chain holds is expected of the ``?`` chain (truncated)."""
+    out: dict[str, str] = {}
+    for anchor in anchors:
+        stream, sep, digest = anchor.rpartition("=")
+        if not sep:
+            holders = {str(r.get("stream")) for r in records if r.get("hash") == digest}
+            stream = min(holders) if holders else f"? (no chain holds {digest[:16]}...)"
+        out[stream] = digest
+    return out
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from agents.audit.chain import verify_chains
+    from streams.wiring import audit_mac_key
 
     if args.file:
-        records = [orjson.loads(line) for line in Path(args.file).read_bytes().splitlines() if line.strip()]
+        records = []
+        for n, line in enumerate(Path(args.file).read_bytes().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                print(f"{args.file}:{n}: not JSON ({exc}): the chain it belongs to will not verify",
+                      file=sys.stderr)
+                continue
+            if isinstance(value, dict):
+                records.append(value)
     else:
         from streams.audit_reader import read_audit_topic
 
         records = asyncio.run(read_audit_topic(get_settings().kafka_bootstrap_servers))
-    results = verify_chains(records)
+    key = audit_mac_key(get_settings())
+    if key is None:
+        print("audit: tags not checked (MEVRISK_CHECKPOINT_SECRET is not set): only the hash chains are",
+              file=sys.stderr)
+    results = verify_chains(records, key=key, expected_heads=_expected_heads(args.expect_head, records))
     for stream, (ok, bad_seq, reason) in results.items():
-        count = sum(1 for r in records if r.get("stream") == stream)
+        chain = [r for r in records if r.get("stream") == stream]
         verdict = "ok" if ok else f"BROKEN at seq {bad_seq}: {reason}"
-        print(f"audit chain {stream}: {count} records, {verdict}")
+        head = f", head {chain[-1].get('hash')}" if chain else ""
+        print(f"audit chain {stream}: {len(chain)} records{head}, {verdict}")
+    all_ok = all(ok for ok, _, _ in results.values())
     print(f"audit: {len(records)} records in {len(results)} chains, "
-          f"{'ok' if all(ok for ok, _, _ in results.values()) else 'BROKEN'}")
-    return 0 if all(ok for ok, _, _ in results.values()) else 1
+          f"{'tags checked, ' if key else ''}{'ok' if all_ok else 'BROKEN'}")
+    return 0 if all_ok else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from agents.reports.day import day_bounds
+    from agents.reports.render import parse_formats, render
+
+    day_bounds(args.date)  # a bad date fails before any reading
+
+    settings = get_settings()
+    formats = parse_formats(args.format)
+    bar_ms = args.bar_ms or settings.bar_ms or _configured_bar_ms(settings.config_dir)
+    model = _report_from_replay(args, bar_ms) if args.replay else _report_from_topics(args, bar_ms)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"report-{args.date}" + (f"-{args.portfolio}" if args.portfolio else "")
+    for fmt, data in render(model, formats).items():
+        path = out_dir / f"{stem}.{fmt}"
+        path.write_bytes(data)
+        print(path)
+    return 0
+
+
+def _configured_bar_ms(config_dir: Path) -> int:
+    from agents.risk.config import load_risk_config
+
+    return int(load_risk_config(config_dir / "risk.yaml").bar_ms)
+
+
+def _report_from_replay(args: argparse.Namespace, bar_ms: int) -> dict[str, Any]:
+    from agents.assembly import PipelineOptions
+    from agents.reports.model import ReportOptions, build_model
+    from agents.reports.source import records_from_recording
+
+    path = Path(args.replay)
+    options = PipelineOptions(rules_path=Path(args.rules) if args.rules else None, bar_ms=bar_ms,
+                              allowed_lateness_ms=get_settings().allowed_lateness_ms)
+    records = records_from_recording(path, options)
+    return build_model(records, args.date, args.portfolio,
+                       ReportOptions(bar_ms=bar_ms, source=f"replay of {path.name}"))
+
+
+def _report_from_topics(args: argparse.Namespace, bar_ms: int) -> dict[str, Any]:
+    from agents.reports.archive import merge_archived
+    from agents.reports.errors import ReportError
+    from agents.reports.model import ReportOptions, build_model
+    from streams.report_reader import read_day
+
+    settings = get_settings()
+    day = asyncio.run(read_day(settings.kafka_bootstrap_servers, args.date, settings.max_future_skew_ms))
+    if day.malformed:
+        print(f"report: skipped {day.malformed} malformed records", file=sys.stderr)
+    if not day.records["snapshots"]:  # older than risk.snapshots' retention: the day's archive
+        archived = merge_archived(day.archived, args.portfolio)
+        if archived is None:
+            raise ReportError(f"no snapshot and no archived report of {args.date} on the topics")
+        return archived
+    return build_model(day.records, args.date, args.portfolio, ReportOptions(bar_ms=bar_ms, source="topics"))
 
 
 def _positive_int(text: str) -> int:
@@ -180,15 +268,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     rules.add_argument("file")
     rules.set_defaults(func=_cmd_rules)
 
+    report = sub.add_parser("report", help="daily risk and compliance report (HTML, PDF, JSON)")
+    report.add_argument("period", choices=["daily"])
+    report.add_argument("--date", required=True, help="UTC day, YYYY-MM-DD (event time)")
+    report.add_argument("--portfolio", default=None, help="one portfolio (default: every one)")
+    report.add_argument("--format", default="html,pdf,json", help="comma-separated: html, pdf, json")
+    report.add_argument("--out", default=".", help="directory for report-DATE[-PORTFOLIO].FORMAT")
+    report.add_argument("--replay", metavar="FILE.jsonl",
+                        help="build from a recording through the offline pipeline (no Kafka)")
+    report.add_argument("--rules", help="--replay: rules file (default deploy/config/rules.yaml)")
+    report.add_argument("--bar-ms", type=_positive_int, default=None,
+                        help="bar of the run (default MEVRISK_BAR_MS, else risk.yaml)")
+    report.set_defaults(func=_cmd_report)
+
     audit = sub.add_parser("audit", help="verify the hash chain of risk.audit (or of a JSON-lines file)")
     audit.add_argument("action", choices=["verify"])
     audit.add_argument("--file", help="JSON lines of audit records instead of the topic")
+    audit.add_argument("--expect-head", action="append", default=[], metavar="[STREAM=]HASH",
+                       help="a chain head stored earlier (an anchor): the chain must still hold it, so "
+                            "deleting its newest records is detected (repeatable)")
     audit.set_defaults(func=_cmd_audit)
 
 
 def run_guarded(func: Any, args: argparse.Namespace) -> int:
     """Run a subcommand; project errors become one clear line on stderr and exit code 2."""
-    from aiokafka.errors import KafkaConnectionError
+    from aiokafka.errors import (
+        ClusterAuthorizationFailedError,
+        GroupAuthorizationFailedError,
+        KafkaConnectionError,
+        TopicAuthorizationFailedError,
+    )
 
     try:
         return int(func(args) or 0)
@@ -196,7 +305,18 @@ def run_guarded(func: Any, args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KafkaConnectionError:
-        bootstrap = get_settings().kafka_bootstrap_servers
-        print(f"error: cannot reach Kafka at {bootstrap}; start the local broker with "
-              "'mevrisk broker start' or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        settings = get_settings()
+        bootstrap, user = settings.kafka_bootstrap_servers, settings.kafka_sasl_username
+        if user is not None:
+            print(f"error: cannot connect to Kafka at {bootstrap} as User:{user}; is the broker up, and "
+                  "are MEVRISK_KAFKA_SASL_USERNAME / _PASSWORD / _MECHANISM right?", file=sys.stderr)
+        else:
+            print(f"error: cannot reach Kafka at {bootstrap}; start the local broker with "
+                  "'mevrisk broker start' or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    except (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
+            ClusterAuthorizationFailedError) as exc:
+        user = get_settings().kafka_sasl_username
+        print(f"error: Kafka denied this to User:{user or 'ANONYMOUS'} ({exc}); see the README's "
+              "Secured broker for who may do what", file=sys.stderr)
         return 2

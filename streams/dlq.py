@@ -22,7 +22,7 @@ import orjson
 
 from schemas.contracts import ContractError, broker_time_ms, excerpt, validate_bytes
 from schemas.records import DeadLetter
-from streams import metrics
+from streams import kafka_clients, metrics
 from streams.codecs import dumps
 from streams.settings import get_settings
 from streams.topics import contract_topic, dlq_topic
@@ -159,7 +159,6 @@ async def read_dead_letters(bootstrap: str) -> tuple[frozenset[Record], set[Reco
     """From the last ``QUARANTINE_READ_RECORDS`` of each ``risk.dlq`` partition: the input records
     quarantined after a crash, and every input record dead-lettered (``(contract topic, partition,
     offset)``; the market feed re-reads ticks after a restart and must not dead-letter one twice)."""
-    from aiokafka import AIOKafkaConsumer
 
     from streams.recovery import _partitions, _read_ranges
     from streams.topics import DLQ
@@ -180,7 +179,7 @@ async def read_dead_letters(bootstrap: str) -> tuple[frozenset[Record], set[Reco
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return  # not a dead letter of ours
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=4_194_304)
     await consumer.start()
     try:

@@ -113,7 +113,7 @@ async def declare_commit_holes() -> None:
     """Faust commits a partition only up to its first unacknowledged offset; a record it dropped
     around a rebalance stops that for good. A hole seen twice in a row (5 s apart) whose records
     the pipeline already holds is declared done (``streams.continuity.commit_holes``)."""
-    consumer = app.consumer
+    consumer: Any = app.consumer  # its private bookkeeping below is not part of faust's ConsumerT
     try:  # Faust's consumer bookkeeping (faust.transport.consumer.Consumer)
         committed = dict(consumer._committed_offset)
         acked = {tp: list(offsets) for tp, offsets in consumer._acked.items() if offsets}

@@ -46,6 +46,17 @@ CONSUMER_LAG = Gauge(
     "mevrisk_consumer_lag_messages", "Input messages not yet committed by this app's consumer group.",
     ["topic", "partition"], registry=REGISTRY,
 )
+UNTRUSTED_RECORDS = Counter(
+    "mevrisk_untrusted_records_total",
+    "Records read back from the engine's own output topics and not acted on, by topic and reason: "
+    "malformed, forged (audit tag does not verify), unsigned (no worker secret to authenticate it), "
+    "unlinked (does not continue its audit chain).",
+    ["topic", "reason"], registry=REGISTRY,
+)
+for _reason in ("malformed", "forged", "unsigned", "unlinked"):
+    UNTRUSTED_RECORDS.labels("risk.audit", _reason)
+for _topic in ("risk.snapshots", "risk.alerts", "risk.controls"):
+    UNTRUSTED_RECORDS.labels(_topic, "malformed")
 OUTPUTS = Counter(
     "mevrisk_outputs_total", "Records published to output topics, by topic.", ["topic"], registry=REGISTRY
 )
@@ -99,7 +110,8 @@ def forget_portfolios(keep: set[str]) -> list[str]:
     gone = sorted(_exported - keep)
     for portfolio in gone:
         for gauge, second in _PORTFOLIO_SERIES:
-            for labels in [(portfolio, x) for x in second] or [(portfolio,)]:
+            series: list[tuple[str, ...]] = [(portfolio, x) for x in second] or [(portfolio,)]
+            for labels in series:
                 with contextlib.suppress(KeyError):
                     gauge.remove(*labels)
     _exported.difference_update(gone)
@@ -154,5 +166,5 @@ PROCESSING_STAGES = ("tick", "position", "strategy_stats", "operator", "bar", "s
 """Where an isolated processing error happened (bounded label values)."""
 for _stage in PROCESSING_STAGES:
     PROCESSING_ERRORS.labels(_stage)
-for _topic in ("risk.snapshots", "risk.alerts", "risk.controls", "risk.audit", "risk.dlq"):
+for _topic in ("risk.snapshots", "risk.alerts", "risk.controls", "risk.audit", "risk.dlq", "risk.reports"):
     OUTPUTS.labels(_topic)

@@ -32,13 +32,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from faust.exceptions import NotReady, ProducerSendError
 from prometheus_client import Counter, Gauge
 
 from agents.anomaly.checkpoint import PORTFOLIO_PREFIX, Checkpoint, RestoreReport, restore
 from agents.anomaly.models import ModelBundle
-from streams import metrics
+from streams import kafka_clients, metrics
 from streams.recovery import _partitions, _read_ranges
 from streams.sending import producer_gone
 from streams.topics import MODELS
@@ -67,7 +66,7 @@ CHECKPOINT_AS_OF_SECONDS = Gauge(
 async def read_checkpoints(bootstrap: str, topic: str = MODELS) -> list[tuple[str, bytes | None]]:
     """Every record of ``risk.models`` as ``(key, value)``, in log order per partition."""
     records: list[tuple[str, bytes | None]] = []
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4_194_304
     )
     await consumer.start()

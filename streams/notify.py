@@ -25,9 +25,10 @@ from typing import Any
 import orjson
 
 from agents.audit.chain import AuditChain
+from agents.audit.trust import sign
 from agents.notify import DeliveryLedger, Dispatcher, InvalidAlertEvent, OutcomeRecord, load_config
 from agents.notify.ledger import Utf8Keys
-from streams import metrics
+from streams import logsafe, metrics
 from streams.app import app
 from streams.codecs import dumps
 from streams.host import host
@@ -48,8 +49,11 @@ _starting = asyncio.Lock()
 
 
 async def _record_outcome(record: OutcomeRecord) -> None:
-    assert _notify_audit is not None
+    if _notify_audit is None:  # set before the dispatcher that calls this starts
+        raise RuntimeError("a delivery outcome arrived before the notify audit chain was set")
     entry = _notify_audit.append("delivery", record.to_dict(), record.event_ts_ms or record.ts_ms)
+    if host.audit_key is not None:
+        entry = sign(entry, host.audit_key)
     if not await send_unless_stopping(audit_topic, b"notify", dumps(entry)):
         log.warning("producer closed while shutting down; delivery record %s not audited", entry["seq"])
         return
@@ -80,6 +84,7 @@ async def _start_dispatcher() -> Dispatcher:
     last = host.heads.audit_last.get(chain) if host.heads is not None else None
     _notify_audit = AuditChain.restore(chain, last)
     config = load_config(settings.channels_file or settings.config_dir / "channels.yaml")
+    logsafe.register_secrets(v for c in config.channels.values() for v in c.secret_values())
     started = Dispatcher(
         config, registry=metrics.REGISTRY,
         ledger=DeliveryLedger(Utf8Keys(fingerprint_to_deliveries), by_fingerprint=True),
@@ -132,7 +137,7 @@ async def flush_notification_groups() -> None:
         await _dispatcher.tick(host.pipeline.watermark_ms)
 
 
-@app.on_before_shutdown.connect
+@app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode's SignalHandlerT matches no handler under mypy
 async def stop_dispatcher(sender: Any, **_: Any) -> None:
     """Stop the channel workers and close the HTTP session while the producer still runs;
     deliveries cut short stay pending in the ledger and resume on the next start."""

@@ -28,9 +28,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
+from agents.audit.trust import AuditGate
 from schemas.contracts import ContractError, broker_time_ms, validate_bytes
+from streams import kafka_clients, metrics
 from streams.dlq import Rejected, record_key
 from streams.settings import get_settings
 from streams.topics import ALERTS, AUDIT, CONTROLS, POSITIONS, SNAPSHOTS, STRATEGY_STATS, contract_topic
@@ -56,13 +57,16 @@ class OutputHeads:
     """The newest audit record per chain, to continue a chain the pipeline does not replay."""
     malformed: int = 0
     """Records on the output topics that were not valid outputs (skipped)."""
+    gate: AuditGate = field(default_factory=lambda: AuditGate(None))
+    """Which audit records count (``agents.audit.trust``): with the worker's audit key only those
+    whose ``mac`` verifies, so a record appended by anyone else (``seq: 1e12``) cannot make every
+    later record of its chain look published; without a key only those that link to their chain."""
 
     def add(self, topic: str, value: dict[str, Any]) -> None:
         if topic == "risk.audit":
-            stream = str(value.get("stream"))
-            seq = value["seq"]
-            if not isinstance(seq, int) or isinstance(seq, bool):
-                raise TypeError("an audit record needs an integer seq")
+            if not self.gate.accept(value):
+                return
+            stream = str(value["stream"])
             if int(value["seq"]) > self.audit_seq.get(stream, -1):
                 self.audit_seq[stream] = int(value["seq"])
                 self.audit_last[stream] = value
@@ -146,7 +150,7 @@ async def _read_ranges(
 async def read_partition(bootstrap: str, topic: str, partition: int, first: int, end: int) -> list[Any]:
     """The records ``[first, end)`` of ``topic[partition]`` (Kafka topic name), read outside the
     consumer group (``streams.continuity``: a hole Faust's stream left)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     records: list[Any] = []
     tp = TopicPartition(topic, partition)
@@ -179,14 +183,17 @@ def _add_head(heads: OutputHeads, topic: str, message: Any) -> None:
         heads.add(topic, value)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         heads.malformed += 1
+        metrics.UNTRUSTED_RECORDS.labels(topic, "malformed").inc()
         log.warning("skipped malformed record %s[%d]@%d while reading output heads: %s",
                     message.topic, message.partition, message.offset, str(exc)[:200])
 
 
-async def read_output_heads(bootstrap: str) -> OutputHeads:
-    """Scan the tails of the output topics."""
-    heads = OutputHeads()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def read_output_heads(bootstrap: str, audit_key: bytes | None = None) -> OutputHeads:
+    """Scan the tails of the output topics; audit records count only when ``audit_key`` verifies
+    their tag (None: when they link to their chain). Skipped records are logged and counted
+    (``mevrisk_untrusted_records_total``)."""
+    heads = OutputHeads(gate=AuditGate(audit_key))
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         # every offset is asked before anything is assigned, and all tails are read in one pass:
@@ -201,22 +208,41 @@ async def read_output_heads(bootstrap: str) -> OutputHeads:
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
+    for reason, count in heads.gate.refused.items():
+        metrics.UNTRUSTED_RECORDS.labels("risk.audit", reason).inc(count)
+    if heads.malformed or heads.gate.refused:
+        log.warning("output heads: skipped %d malformed output records and %s audit records",
+                    heads.malformed, dict(heads.gate.refused))
     return heads
 
 
 async def schedule_operator_actions(bootstrap: str, pipeline: Any, *, restored: bool = False,
-                                    since_ms: int | None = None) -> int:
+                                    since_ms: int | None = None, audit_key: bytes | None = None) -> int:
     """Queue the operator actions recorded on ``risk.audit`` so the replay re-applies them.
+
+    Only records whose ``mac`` verifies with ``audit_key`` (the worker secret's audit key) are
+    acted on: anyone who can produce to the topic could otherwise acknowledge, resolve, silence,
+    halt or reload rules. Without a key none is (the worker warns at start); refused records are
+    logged and counted (``mevrisk_untrusted_records_total{topic="risk.audit"}``).
 
     ``restored``: the pipeline holds a restored state checkpoint; an action whose audit record is
     below its chain's restored head is already in that state, and one already queued in it (restored
     with the buffered events) is not queued twice. ``since_ms``: read only the records appended
     since this broker time (those before are in the restored state), so the read does not grow
     with the topic's history."""
-    from agents.pipeline import OPERATOR, operator_actions
+    from agents.pipeline import OPERATOR, is_pipeline_chain, operator_actions
     from streams.audit_reader import read_audit_entries
 
-    entries = await read_audit_entries(bootstrap, since_ms=since_ms)
+    read = await read_audit_entries(bootstrap, since_ms=since_ms)
+    gate = AuditGate(audit_key, link_unsigned=False)
+    entries = [(offset, record) for offset, record in read
+               if not is_pipeline_chain(str(record.get("stream"))) or gate.accept(record)]
+    for reason, count in gate.refused.items():
+        metrics.UNTRUSTED_RECORDS.labels("risk.audit", reason).inc(count)
+    if gate.refused:
+        log.warning("operator actions: %s records of the pipeline's audit chains not acted on%s",
+                    dict(gate.refused), "" if audit_key else " (MEVRISK_CHECKPOINT_SECRET is not set: "
+                    "no record of risk.audit can be authenticated)")
     by_offset = dict(entries)
     actions = operator_actions([r for _, r in entries], orders=[o for o, _ in entries])
     if restored:
@@ -242,7 +268,7 @@ async def schedule_operator_actions(bootstrap: str, pipeline: Any, *, restored: 
 async def committed_offsets(bootstrap: str, group_id: str) -> dict[TopicPartition, int]:
     """The group's committed offsets, read with the admin API (a consumer of the group would
     wait for the rebalance that a killed member leaves behind)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_clients.admin(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group_id)
@@ -272,7 +298,7 @@ async def bootstrap_inputs(
     its contract (the input agents sent it to risk.dlq when it first arrived; the pipeline's DLQ
     rate counts it again, as an uninterrupted run did)."""
     committed = await committed_offsets(bootstrap, group_id)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     count = 0
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +21,16 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] | None = None
+    """How every Kafka client of this process connects (``streams.kafka_clients``); default:
+    ``SASL_PLAINTEXT`` when ``kafka_sasl_username`` is set, else ``PLAINTEXT``. ``SASL_SSL`` for a
+    real cluster (TLS, verified against ``kafka_ssl_cafile`` or the system's CAs)."""
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    """The Kafka principal (``User:<name>``) of this process: the worker's, a bot's or an admin's."""
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    """CA bundle (PEM) that signs the brokers' certificates under ``SASL_SSL``; default: system CAs."""
     topic_prefix: str = ""
     """Prepended to every topic name; tests use it for fresh topics per test. Empty in production."""
     topic_partitions: int = 4
@@ -64,6 +75,11 @@ class Settings(BaseSettings):
     On only with ``checkpoint_secret``; when on, recovery restores the newest checkpoint and replays
     only the inputs after it, a worker holds only the partitions it owns, and the model checkpoints on
     ``risk.models`` are not written or read (the state checkpoint holds the models)."""
+    snapshots_retention_ms: int | None = None
+    """Broker ``retention.ms`` of ``risk.snapshots`` set by ``mevrisk topics create``; None: the broker's
+    default (7 days); -1: forever. Daily reports of older days come from ``risk.reports``."""
+    report_archive: bool = True
+    """Archive each day's report per portfolio to ``risk.reports`` when the day closes in event time."""
     worker_log_level: str = "warn"
     max_future_skew_ms: int = 300_000
     """Input events more than this far ahead of the wall clock go to ``risk.dlq`` (out_of_range)."""
@@ -84,6 +100,26 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value().encode()) < 16:
             raise ValueError("MEVRISK_CHECKPOINT_SECRET must be at least 16 bytes")
         return value
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Settings:
+        """A SASL protocol needs both a user name and a password; credentials need a SASL protocol."""
+        protocol = self.kafka_protocol
+        has_user = self.kafka_sasl_username is not None
+        if protocol.startswith("SASL_") and not (has_user and self.kafka_sasl_password is not None):
+            raise ValueError(f"MEVRISK_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                             "MEVRISK_KAFKA_SASL_USERNAME and MEVRISK_KAFKA_SASL_PASSWORD")
+        if protocol == "PLAINTEXT" and has_user:
+            raise ValueError("MEVRISK_KAFKA_SASL_USERNAME is set but MEVRISK_KAFKA_SECURITY_PROTOCOL="
+                             "PLAINTEXT would send no credentials; use SASL_PLAINTEXT or SASL_SSL")
+        return self
+
+    @property
+    def kafka_protocol(self) -> str:
+        """The effective security protocol (see ``kafka_security_protocol``)."""
+        if self.kafka_security_protocol is not None:
+            return self.kafka_security_protocol
+        return "SASL_PLAINTEXT" if self.kafka_sasl_username is not None else "PLAINTEXT"
 
 
 @lru_cache(maxsize=1)

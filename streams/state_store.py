@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
 
-from streams import metrics
+from streams import kafka_clients, metrics
 from streams.recovery import _partitions, _read_ranges
 from streams.settings import Settings
 from streams.topics import STATE, STATE_MAX_MESSAGE_BYTES
@@ -101,7 +101,7 @@ class StatePublisher:
 
     async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+            producer = kafka_clients.producer(bootstrap_servers=self.bootstrap, acks="all",
                                         max_request_size=STATE_MAX_MESSAGE_BYTES)
             await producer.start()
             self._producer = producer
@@ -168,7 +168,7 @@ def _keep_latest(records: StateRecords, message: Any) -> None:
 async def read_state(bootstrap: str) -> StateRecords:
     """The last record of each key of ``risk.state`` (what compaction keeps)."""
     latest: StateRecords = {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 max_partition_fetch_bytes=STATE_MAX_MESSAGE_BYTES + 1_048_576,
                                 fetch_max_bytes=2 * STATE_MAX_MESSAGE_BYTES)
 
@@ -291,7 +291,7 @@ class StateFollower:
 
     async def run(self) -> None:
         """Follow the topic until cancelled."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+        consumer = kafka_clients.consumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     max_partition_fetch_bytes=STATE_MAX_MESSAGE_BYTES + 1_048_576,
                                     fetch_max_bytes=2 * STATE_MAX_MESSAGE_BYTES)
         await consumer.start()

@@ -19,6 +19,8 @@ class TopicSpec:
     max_message_bytes: int = 2_097_152
     segment_bytes: int | None = None
     """Roll segments at this size (compaction never touches the active segment)."""
+    retention_ms: int | None = None
+    """Broker ``retention.ms``; None: the broker's default (7 days unless configured)."""
 
     def config(self) -> dict[str, str]:
         # Retention and segment rolling count from arrival at the broker. Event time lives in the
@@ -30,6 +32,8 @@ class TopicSpec:
         if self.segment_bytes is not None:
             config["segment.bytes"] = str(self.segment_bytes)
             config["min.cleanable.dirty.ratio"] = "0.1"
+        if self.retention_ms is not None:
+            config["retention.ms"] = str(self.retention_ms)
         if self.infinite_retention:
             config["retention.ms"] = "-1"
             config["retention.bytes"] = "-1"
@@ -49,6 +53,7 @@ AUDIT = f"{_prefix}risk.audit"
 DLQ = f"{_prefix}risk.dlq"
 MODELS = f"{_prefix}risk.models"
 STATE = f"{_prefix}risk.state"
+REPORTS = f"{_prefix}risk.reports"
 STATE_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """A state checkpoint blob is ~2 MB with models; larger ones are skipped with a warning."""
 
@@ -56,7 +61,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(MARKET_TICKS),
     TopicSpec(POSITIONS),
     TopicSpec(STRATEGY_STATS),
-    TopicSpec(SNAPSHOTS),
+    TopicSpec(SNAPSHOTS, retention_ms=_settings.snapshots_retention_ms),
     TopicSpec(ALERTS),
     TopicSpec(CONTROLS, compacted=True),
     TopicSpec(AUDIT, infinite_retention=True, partitions=1),
@@ -65,6 +70,9 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     # streams.state_store; small segments so compaction keeps what recovery reads near two sets per key
     TopicSpec(STATE, compacted=True, max_message_bytes=STATE_MAX_MESSAGE_BYTES,
               segment_bytes=64 * 1024 * 1024),
+    # each day's report per portfolio, key date|portfolio (agents.reports.archive): reports for days
+    # older than the snapshots' retention
+    TopicSpec(REPORTS, compacted=True, infinite_retention=True),
 )
 INPUT_TOPICS = (MARKET_TICKS, POSITIONS, STRATEGY_STATS)
 
@@ -98,3 +106,4 @@ controls_topic = _topic(TOPIC_SPECS[5])
 audit_topic = _topic(TOPIC_SPECS[6])
 dlq_topic = _topic(TOPIC_SPECS[7])
 models_topic = _topic(TOPIC_SPECS[8])
+reports_topic = _topic(TOPIC_SPECS[10])

@@ -11,7 +11,10 @@ from typing import Any, Protocol
 
 from agents.admission import AdmissionLimits
 from agents.assembly import PipelineOptions, build_pipeline
+from agents.audit.trust import audit_key
 from agents.pipeline import RiskPipeline
+from agents.reports.archive import DayArchive
+from agents.reports.model import ReportOptions
 from streams.model_store import CheckpointPublisher, owns_positions_partition
 from streams.settings import Settings, get_settings
 from streams.state_store import state_checkpoint_ms
@@ -21,6 +24,7 @@ from streams.topics import (
     controls_topic,
     dlq_topic,
     models_topic,
+    reports_topic,
     snapshots_topic,
 )
 
@@ -31,6 +35,8 @@ class PipelineSlots(Protocol):
     pipeline: Any
     publishers: dict[str, Any]
     checkpoints: Any
+    audit_key: bytes | None
+    archive: Any
 
 
 def pipeline_options(settings: Settings) -> PipelineOptions:
@@ -54,6 +60,13 @@ def checkpoint_secret(settings: Settings) -> bytes | None:
     return settings.checkpoint_secret.get_secret_value().encode()
 
 
+def audit_mac_key(settings: Settings) -> bytes | None:
+    """The key that signs and authenticates ``risk.audit`` records (derived from the worker secret),
+    or None when the secret is unset: then records go out unsigned and none read back is acted on."""
+    secret = checkpoint_secret(settings)
+    return None if secret is None else audit_key(secret)
+
+
 def install_pipeline(host: PipelineSlots, settings: Settings | None = None) -> RiskPipeline:
     """Give ``host`` a fresh pipeline built from ``deploy/config`` and the output topics."""
     settings = settings or get_settings()
@@ -63,11 +76,15 @@ def install_pipeline(host: PipelineSlots, settings: Settings | None = None) -> R
         "risk.controls": controls_topic,
         "risk.audit": audit_topic,
         "risk.dlq": dlq_topic,
+        "risk.reports": reports_topic,
     }
     pipeline = build_pipeline(pipeline_options(settings))
     pipeline.idle_source_secs = settings.idle_source_secs
     pipeline.checkpoint_ms = state_checkpoint_ms(settings)  # the clock stops at each checkpoint instant
     host.pipeline = pipeline
+    host.audit_key = audit_mac_key(settings)
+    host.archive = (DayArchive(ReportOptions(source="archive", bar_ms=pipeline.bar_ms))
+                    if settings.report_archive else None)
     secret = checkpoint_secret(settings)
     host.checkpoints = (CheckpointPublisher(models_topic, owns_positions_partition, secret)
                         if secret is not None else None)

@@ -46,6 +46,12 @@ from agents.alerts.matchers import Silence, parse_matchers
 from agents.alerts.rules import HEADLINE, SCOPE_VARIABLE, SEVERITY_RANK, Rule, RuleSet, get_path
 from agents.alerts.template import PLACEHOLDER, render
 
+MAX_SILENCES = 1_000
+"""Most silences one engine holds (expired ones are dropped as the watermark passes them): a
+silence beyond it is refused with an ``AlertsError``, so nobody can slow every alert evaluation
+by piling them up."""
+MAX_SILENCE_COMMENT_CHARS = 2_000
+
 
 def _value_paths(rule: Rule) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """(name, path) pairs captured into ``values``: expr fields, headline, template names."""
@@ -225,7 +231,8 @@ class AlertEngine:
         if st.status == "pending":
             cands.append((st.active_since_ms + rule.for_ms, 1, "firing"))
         else:
-            assert st.starts_at_ms is not None
+            if st.starts_at_ms is None:  # firing states always carry their start
+                raise AlertsError(f"alert of rule {rule.name!r} is {st.status} without a start time")
             if st.false_since_ms is not None:
                 cands.append((st.false_since_ms + rule.keep_firing_for_ms, 0, "resolved"))
             if not st.acknowledged and st.escalation_level < len(rule.escalate):
@@ -270,15 +277,17 @@ class AlertEngine:
 
     def _escalate(self, rule: Rule, st: AlertState, ts_ms: int,
                   events: list[AlertEvent]) -> None:
-        assert st.starts_at_ms is not None
+        if st.starts_at_ms is None:  # only a firing alert escalates
+            raise AlertsError(f"alert of rule {rule.name!r} escalates without a start time")
         prev = st.severity
         while (st.escalation_level < len(rule.escalate)
                and st.starts_at_ms + rule.escalate[st.escalation_level].after_ms <= ts_ms):
             step = rule.escalate[st.escalation_level]
             st.escalation_level += 1
-            st.severity = step.severity
+            st.severity = step.severity or st.severity
             st.channels = st.channels + [c for c in step.channels if c not in st.channels]
         st.escalated_from = prev
+        st.escalated_at_ms = ts_ms
         events.append(self._emit(rule, st, "escalated", ts_ms))
 
     def _resolve(self, rule: Rule, st: AlertState, ts_ms: int, events: list[AlertEvent],
@@ -364,6 +373,7 @@ class AlertEngine:
             entity_id=st.entity_id, transition=transition,
             status="resolved" if resolved else st.status, severity=st.severity,
             escalation_level=st.escalation_level, escalated_from=st.escalated_from,
+            escalated_at_ms=st.escalated_at_ms,
             labels={**st.labels, "severity": rule.severity}, annotations=annotations,
             starts_at_ms=starts, ends_at_ms=ts_ms if resolved else None,
             ts_ms=ts_ms, values=dict(st.values), channels=tuple(st.channels), notify=notify,
@@ -454,9 +464,15 @@ class AlertEngine:
             raise AlertsError("bad silence: at least one matcher is needed")
         if ends_ms <= starts_ms:
             raise AlertsError("bad silence: ends_ms must be after starts_ms")
+        if len(comment) > MAX_SILENCE_COMMENT_CHARS or len(author) > MAX_SILENCE_COMMENT_CHARS:
+            raise AlertsError(f"bad silence: comment or author longer than {MAX_SILENCE_COMMENT_CHARS} "
+                              "characters")
         raw = json.dumps([[m.to_dict() for m in ms], starts_ms, ends_ms, author, comment],
                          sort_keys=True)
         sid = hashlib.sha256(raw.encode()).hexdigest()[:16]
+        if sid not in self._silences and len(self._silences) >= MAX_SILENCES:
+            raise AlertsError(f"too many silences: {len(self._silences)} are active or pending (at most "
+                              f"{MAX_SILENCES}); expire some first")
         self._silences[sid] = Silence(sid, ms, starts_ms, ends_ms, author, comment)
         return sid
 

@@ -63,6 +63,9 @@ class AlertState:
     false_since_ms: int | None = None
     escalation_level: int = 0
     escalated_from: str | None = None
+    """The severity before the latest escalation (the event publishes it as ``escalated_from_severity``)."""
+    escalated_at_ms: int | None = None
+    """Event time of the latest escalation."""
     channels: list[str] = field(default_factory=list)
     last_notified_ms: int | None = None
     acknowledged: bool = False
@@ -101,6 +104,8 @@ class AlertEvent:
     severity: str
     escalation_level: int
     escalated_from: str | None
+    """The severity before the latest escalation (``escalated_from_severity`` in :meth:`to_dict`)."""
+    escalated_at_ms: int | None
     labels: dict[str, str]
     annotations: dict[str, str]
     starts_at_ms: int
@@ -133,10 +138,16 @@ class AlertEvent:
             "rule": self.rule, "rule_name": self.rule, "scope": self.scope,
             "entity_id": self.entity_id, "transition": self.transition,
             "status": self.status, "severity": self.severity,
-            "escalation_level": self.escalation_level, "escalated_from": self.escalated_from,
+            "escalation_level": self.escalation_level,
+            # the seed's escalated_from: the id of the alert that escalated (ours keeps its id)
+            "escalated_from": self.id if self.escalation_level > 0 else None,
+            "escalated_from_severity": self.escalated_from,
+            "escalated_at": rfc3339(self.escalated_at_ms) if self.escalated_at_ms is not None else None,
+            "escalated_at_ms": self.escalated_at_ms,
             "labels": dict(self.labels), "annotations": dict(self.annotations),
             "message": self.message,
-            "startsAt": rfc3339(self.starts_at_ms),
+            "startsAt": rfc3339(self.starts_at_ms), "starts_at_ms": self.starts_at_ms,
+            "ends_at_ms": self.ends_at_ms, "acknowledged_at_ms": self.acknowledged_at_ms,
             "endsAt": rfc3339(self.ends_at_ms) if self.ends_at_ms is not None else ZERO_TIME,
             "timestamp": rfc3339(self.ts_ms), "ts_ms": self.ts_ms,
             "values": dict(self.values), "data": dict(self.values),

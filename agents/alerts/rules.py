@@ -20,7 +20,9 @@ Rule format (YAML, one list under ``rules:``; see the shipped file for examples)
 Seed aliases are accepted: ``condition`` for ``expr``, ``cooldown_minutes`` (a number)
 for ``cooldown``, ``message`` for ``annotations.summary``, seed severities
 ``LOW``/``MEDIUM``/``HIGH``/``CRITICAL`` (mapped to info/warning/high/critical) and, in
-escalation steps, ``after_minutes`` and ``new_severity``/``escalate_to``.
+escalation steps, ``after_minutes``, ``new_severity`` and ``escalate_to`` (the recipients, as in
+the seed: channel names added to the step's ``channels``, so they are routed; a step without a
+severity keeps the alert's).
 
 Durations are strings with a unit (``500ms``, ``30s``, ``5m``, ``1h30m``, ``1d``); a bare
 number other than 0 is rejected. ``inhibit_rules:`` (Alertmanager shape:
@@ -152,7 +154,8 @@ _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 @dataclass(frozen=True)
 class EscalationStep:
     after_ms: int
-    severity: str
+    severity: str | None
+    """The alert's severity from this step on; None: unchanged (a step that only adds recipients)."""
     channels: tuple[str, ...] = ()
 
 
@@ -378,9 +381,13 @@ def _escalation(value: Any, where: str) -> tuple[EscalationStep, ...]:
             if "after" not in s:
                 raise RuleError(f"{w}: missing 'after'")
             after_ms = _duration(s, "after", w)
-        sev = s.get("severity", s.get("new_severity", s.get("escalate_to")))
-        steps.append(EscalationStep(after_ms, _severity(sev, w),
-                                    _str_list(s.get("channels"), w, "channels")))
+        sev = s.get("severity", s.get("new_severity"))
+        channels = _str_list(s.get("channels"), w, "channels")
+        recipients = _str_list(s.get("escalate_to"), w, "escalate_to")
+        if sev is None and not channels and not recipients:
+            raise RuleError(f"{w}: needs a severity (or new_severity), channels or escalate_to")
+        steps.append(EscalationStep(after_ms, None if sev is None else _severity(sev, w),
+                                    tuple(dict.fromkeys((*channels, *recipients)))))
     steps.sort(key=lambda x: x.after_ms)
     return tuple(steps)
 

@@ -5,8 +5,10 @@ and, per portfolio, a :class:`PortfolioModels` (snapshot anomaly scorer, alert
 forecaster, VaR forecaster). The agent feeds it ticks, snapshots, alerts and the
 watermark; it returns plain dicts ready for snapshots, Prometheus and the API.
 
-Checkpoints: :meth:`ModelBundle.state_bytes` = ``MAGIC + version (uint16 BE) +
-pickle`` (the whole bundle, for tests and tools). The worker checkpoints by part
+Checkpoints: :meth:`ModelBundle.state_bytes` is the whole bundle (for tests and tools) in the
+signed envelope of :class:`agents.anomaly.checkpoint.Checkpoint` (key ``bundle``): HMAC-SHA256
+keyed by the worker secret, verified before anything is inflated (at most 32 MiB) or unpickled
+(with the model class allowlist). The worker checkpoints by part
 instead (:mod:`agents.anomaly.checkpoint`): :meth:`ModelBundle.tick_state` (market-wide)
 and each :class:`PortfolioModels`, restored with :meth:`ModelBundle.install_ticks` /
 :meth:`ModelBundle.install_portfolio` together with the event time ``as_of_ms`` they
@@ -15,12 +17,12 @@ update that part (a replay after a restart must not learn them twice): ticks are
 scored without learning, snapshots get a score-only block (:meth:`ModelBundle.on_snapshot`)
 and alerts and watermarks at or before it are ignored.
 
-:meth:`ModelBundle.from_state_bytes` checks magic and version *before* unpickling
-and raises :class:`~agents.anomaly.errors.ModelStateError` with a clear message
-otherwise. Pickle is only ever read from the service's own changelog / compacted
-topic, never from producers. Bump :data:`STATE_VERSION` whenever a model's
-attributes change incompatibly; an old checkpoint is then refused and the models
-start cold (the agent logs it) rather than running on garbled state.
+:meth:`ModelBundle.from_state_bytes` refuses, with
+:class:`~agents.anomaly.errors.ModelStateError` and a clear message, bytes whose tag does not
+verify (forged, altered, or not written with this secret), another state version, an oversized
+or corrupt payload, or anything but a bundle. Bump :data:`STATE_VERSION` whenever a model's
+attributes change incompatibly; an old checkpoint is then refused and the models start cold (the
+agent logs it) rather than running on garbled state.
 
 Seed API fields (``GET /api/v1/predictions``) come from :func:`anomaly_detection`
 and :func:`risk_classification`.
@@ -28,8 +30,6 @@ and :func:`risk_classification`.
 
 from __future__ import annotations
 
-import pickle
-import struct
 from collections import Counter, OrderedDict, deque
 from typing import Any
 
@@ -41,8 +41,8 @@ from agents.anomaly.varcast import VarForecaster
 
 STATE_VERSION = 2
 """2: per-part checkpoints (``PortfolioModels.predictions`` / ``as_of_ms``, ``tick_predictions``)."""
-MAGIC = b"MEVRISK-ML\x00"
-_HEADER = struct.Struct(">H")
+BUNDLE_KEY = "bundle"
+"""The key a whole bundle is signed under (:meth:`ModelBundle.state_bytes`)."""
 
 
 # -- seed field mapping --------------------------------------------------------------
@@ -121,8 +121,8 @@ class PortfolioModels:
 class ModelBundle:
     """All online models, checkpointable as one blob.
 
-    >>> b = ModelBundle(seed=1)
-    >>> restored = ModelBundle.from_state_bytes(b.state_bytes())
+    >>> b, secret = ModelBundle(seed=1), b"a-test-secret-of-16+"
+    >>> restored = ModelBundle.from_state_bytes(b.state_bytes(secret), secret)
     >>> restored.status()["models_loaded"]
     1
     """
@@ -324,24 +324,19 @@ class ModelBundle:
         }
 
     # -- checkpoint -----------------------------------------------------------------------
-    def state_bytes(self) -> bytes:
-        return MAGIC + _HEADER.pack(STATE_VERSION) + pickle.dumps(self, protocol=5)
+    def state_bytes(self, secret: bytes) -> bytes:
+        """The whole bundle, signed with ``secret`` (at least 16 bytes)."""
+        from agents.anomaly.checkpoint import Checkpoint
+
+        return Checkpoint.take(BUNDLE_KEY, self, -1).to_bytes(secret)
 
     @classmethod
-    def from_state_bytes(cls, data: bytes) -> ModelBundle:
-        """Restore a bundle; raises ``ModelStateError`` on a foreign or incompatible blob."""
-        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _HEADER.size:
-            raise ModelStateError("not a MEV Risk Stream model checkpoint (bad magic header)")
-        (version,) = _HEADER.unpack_from(data, len(MAGIC))
-        if version != STATE_VERSION:
-            raise ModelStateError(
-                f"model checkpoint has state version {version}, this build reads version "
-                f"{STATE_VERSION}; refusing to load it (start cold or migrate the checkpoint)"
-            )
-        try:
-            bundle = pickle.loads(data[len(MAGIC) + _HEADER.size :])
-        except Exception as exc:  # corrupt payload: surface one clear error type
-            raise ModelStateError(f"model checkpoint is corrupt: {exc!r}") from exc
+    def from_state_bytes(cls, data: bytes, secret: bytes) -> ModelBundle:
+        """Verify, then restore a bundle; raises ``ModelStateError`` on a forged, foreign, oversized,
+        corrupt or incompatible blob (nothing is inflated or unpickled before the tag verifies)."""
+        from agents.anomaly.checkpoint import Checkpoint
+
+        bundle = Checkpoint.from_bytes(BUNDLE_KEY, data, secret).load()
         if not isinstance(bundle, cls):
             raise ModelStateError(f"model checkpoint holds {type(bundle).__name__}, not {cls.__name__}")
         return bundle

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.anomaly.detectors import Detector, make_detector
-from agents.anomaly.errors import InvalidFeatureInput
+from agents.anomaly.errors import AnomalyError, InvalidFeatureInput
 
 TICK_KINDS = ("price", "gas", "liquidity")
 
@@ -268,7 +268,8 @@ class TickAnomalyDetector:
         """Score ``tick``, then learn it unless flagged; returns the full outcome."""
         key = tick_key(tick)
         state = self._state(key, tick["kind"], create=True)
-        assert state is not None
+        if state is None:  # create=True always returns a state
+            raise AnomalyError(f"no tick model state for {key!r}")
         reading = state.extractor.reading(tick)
         features = state.extractor.features(tick, reading)
         score = state.detector.score_one(features)

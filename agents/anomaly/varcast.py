@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from agents.anomaly.detectors import z_to_score
-from agents.anomaly.errors import InvalidFeatureInput
+from agents.anomaly.errors import AnomalyError, InvalidFeatureInput
 from agents.anomaly.portfolio import FEATURE_ALIASES
 
 
@@ -118,7 +118,8 @@ class VarForecaster:
 
     def _path(self, horizon: int) -> list[float]:
         """Point forecasts in log space for 1..horizon bars ahead."""
-        assert self._level is not None
+        if self._level is None:  # callers learn one value first
+            raise AnomalyError("VaR forecaster has no level before its first learn_one")
         out, damp = [], 0.0
         for h in range(1, horizon + 1):
             damp += self.phi**h

@@ -73,15 +73,26 @@ class AuditChain:
         return rec
 
 
-def verify(records: Iterable[Mapping[str, Any]], *,
-           expected_head: str | None = None) -> tuple[bool, int | None, str]:
+def verify(records: Iterable[Mapping[str, Any]], *, expected_head: str | None = None,
+           key: bytes | None = None) -> tuple[bool, int | None, str]:
     """Check a chain read from the start: ``(ok, first_bad_seq, reason)``.
 
     Detects edited records (hash mismatch), deleted or reordered records (seq gap,
     prev_hash mismatch). Deleting the newest records is detectable only against a
-    known head: pass ``expected_head`` (the last hash recorded elsewhere)."""
+    known head: pass ``expected_head``, a record hash stored elsewhere earlier (an anchor); the
+    chain must still hold it (it may have grown since). With ``key`` (see
+    :func:`agents.audit.trust.audit_key`) every record's ``mac`` must verify too: a record
+    appended by someone without the worker secret is a forgery even when it chains.
+
+    >>> chain = AuditChain("risk")
+    >>> a, b = chain.append("k", {}, 1), chain.append("k", {}, 2)
+    >>> verify([a, b], expected_head=a["hash"]), verify([a], expected_head=b["hash"])[:2]
+    ((True, None, 'ok'), (False, 1))
+    """
+    from agents.audit.trust import mac_ok
+
     prev_hash, expected_seq, stream = GENESIS_HASH, 0, None
-    last_hash = GENESIS_HASH
+    head_seen = expected_head is None
     for rec in records:
         seq = rec.get("seq")
         try:
@@ -99,22 +110,35 @@ def verify(records: Iterable[Mapping[str, Any]], *,
             return False, seq, "prev_hash does not match the previous record's hash"
         if h != rec.get("hash"):
             return False, seq, "hash does not match the record's content (edited)"
-        prev_hash, expected_seq, last_hash = h, expected_seq + 1, h
-    if expected_head is not None and last_hash != expected_head:
+        if key is not None and not mac_ok(rec, key):
+            return False, seq, "mac missing or does not verify (forged, or not written with this secret)"
+        head_seen = head_seen or h == expected_head
+        prev_hash, expected_seq = h, expected_seq + 1
+    if not head_seen:
         return False, expected_seq, "chain ends before the expected head (truncated)"
     return True, None, "ok"
 
 
-def verify_chains(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[bool, int | None, str]]:
+def verify_chains(records: Iterable[Mapping[str, Any]], *, key: bytes | None = None,
+                  expected_heads: Mapping[str, str] | None = None
+                  ) -> dict[str, tuple[bool, int | None, str]]:
     """Verify every chain of an audit topic (records of several chains interleaved, each chain's
-    in order): ``{stream: (ok, first_bad_seq, reason)}``, streams in name order.
+    in order): ``{stream: (ok, first_bad_seq, reason)}``, streams in name order. ``key``: check
+    every record's ``mac``; ``expected_heads``: per stream, an anchor the chain must still hold
+    (a stream named there but absent is reported as truncated).
 
     >>> a, b = AuditChain("risk"), AuditChain("notify")
     >>> records = [a.append("alert", {"id": 1}, 1), b.append("delivery", {"id": 2}, 2)]
     >>> verify_chains(records)
     {'notify': (True, None, 'ok'), 'risk': (True, None, 'ok')}
+    >>> verify_chains(records, expected_heads={"gone": "ab" * 32})["gone"]
+    (False, 0, 'chain ends before the expected head (truncated)')
     """
     by_stream: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
         by_stream.setdefault(str(record.get("stream")), []).append(record)
-    return {stream: verify(by_stream[stream]) for stream in sorted(by_stream)}
+    heads = dict(expected_heads or {})
+    for stream in heads:
+        by_stream.setdefault(stream, [])
+    return {stream: verify(by_stream[stream], expected_head=heads.get(stream), key=key)
+            for stream in sorted(by_stream)}

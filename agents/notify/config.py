@@ -6,6 +6,11 @@ file names (``secret_env``, ``url_env``, ``password_env``, ``auth_token_env``,
 are held as :class:`pydantic.SecretStr`; ``repr``/``str`` of the config never show
 them, and error messages name the variable, never its value.
 
+A channel that carries credentials (a signing secret, basic auth, a bearer or other
+token, a Slack webhook URL, an SMTP password) must not send them in clear: an
+``http://`` URL (or email with ``security: none``) is refused unless the channel
+says ``allow_insecure: true``.
+
 >>> cfg = parse_config({"channels": {"hook": {"type": "webhook", "url": "http://x/h"}}}, {})
 >>> cfg.channels["hook"].type, cfg.channels["hook"].max_attempts
 ('webhook', 5)
@@ -13,11 +18,13 @@ them, and error messages name the variable, never its value.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -40,6 +47,9 @@ HTTP_TYPES = frozenset({"webhook", "slack", "sms", "pagerduty", "alertmanager"})
 _UNGROUPED_TYPES = frozenset({"pagerduty", "alertmanager"})
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Header names whose values are credentials (case-insensitive substring match).
+_CREDENTIAL_HEADER_RE = re.compile(r"auth|token|secret|api[-_]?key|password|cookie", re.I)
+_MIN_MASKED_LEN = 4  # shorter values would mask ordinary words
 
 # Which env-var field fills which secret/value field, per channel.
 _ENV_FIELDS: dict[str, str] = {
@@ -99,6 +109,8 @@ class ChannelConfig(_Frozen):
     from_number: str | None = None
     # pagerduty / alertmanager
     source: str = "mev-risk-stream"
+    # accept sending this channel's credentials in clear (http://, SMTP without TLS)
+    allow_insecure: bool = False
 
     @model_validator(mode="after")
     def _check_type(self) -> ChannelConfig:
@@ -117,7 +129,69 @@ class ChannelConfig(_Frozen):
         missing = [f for f in required[self.type] if not getattr(self, f)]
         if missing:
             raise ValueError(f"channel {self.name!r} ({self.type}) needs {', '.join(missing)}")
+        self._check_transport_security()
         return self
+
+    def credentials(self) -> list[str]:
+        """What credentials this channel sends, by kind (empty: none)."""
+        kinds = []
+        if self.type == "slack":
+            kinds.append("a Slack webhook URL")
+        if self.secret is not None:
+            kinds.append("a signing secret")
+        if self.auth_token is not None:
+            kinds.append("basic auth (SMS token)")
+        if self.routing_key is not None:
+            kinds.append("a PagerDuty routing key")
+        if self.password is not None:
+            kinds.append("an SMTP password")
+        if any(_CREDENTIAL_HEADER_RE.search(h) for h in self.headers):
+            kinds.append("credential headers")
+        if any(urlsplit(u).password for u in (self.url, self.base_url) if u):
+            kinds.append("basic auth in the URL")
+        return kinds
+
+    def _check_transport_security(self) -> None:
+        """Refuse credentials over plain http:// (or SMTP without TLS) unless ``allow_insecure``."""
+        carried = self.credentials()
+        if self.allow_insecure or not carried:
+            return
+        if self.type == "email":
+            insecure = self.security == "none"
+            how = "over SMTP without TLS (security: none); use starttls or tls"
+        else:
+            insecure = any(urlsplit(u).scheme.lower() == "http"
+                           for u in (self.url, self.base_url) if u)
+            how = "over plain http://; use an https:// URL"
+        if insecure:  # never the URL itself: it may be the credential
+            raise ValueError(
+                f"channel {self.name!r} ({self.type}) would send {', '.join(carried)} {how}, "
+                "or set `allow_insecure: true` on the channel to accept that (e.g. a loopback peer)"
+            )
+
+    def secret_values(self) -> list[str]:
+        """Every credential string of this channel as it may appear in text (for masking)."""
+        values = [v.get_secret_value() for v in
+                  (self.secret, self.password, self.auth_token, self.routing_key) if v is not None]
+        if self.type == "slack" and self.url:  # the URL, and its path alone, are the credential
+            values += [self.url, urlsplit(self.url).path]
+        if self.auth_token is not None and self.account_sid:
+            pair = f"{self.account_sid}:{self.auth_token.get_secret_value()}"
+            values.append(base64.b64encode(pair.encode()).decode())
+        values += [v for h, v in self.headers.items() if _CREDENTIAL_HEADER_RE.search(h)]
+        values += [p for u in (self.url, self.base_url) if u and (p := urlsplit(u).password)]
+        return sorted({v for v in values if len(v) >= _MIN_MASKED_LEN}, key=len, reverse=True)
+
+    def mask(self, text: str) -> str:
+        """``text`` with every credential of this channel replaced by ``***``.
+
+        >>> ch = ChannelConfig(name="h", type="webhook", url="https://x/h", secret="s3cret-value")
+        >>> ch.mask("peer said: bad signature for s3cret-value")
+        'peer said: bad signature for ***'
+        """
+        for value in self.secret_values():
+            text = text.replace(value, "***")
+        return text
 
     @property
     def smtp_port(self) -> int:

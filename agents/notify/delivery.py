@@ -155,7 +155,7 @@ class Dispatcher:
         self._own_session = session is None
         self._transports: dict[str, Transport] = dict(transports or {})
         self._sleep = sleep
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 -- seeded retry jitter, not a secret
         self._clock_ms = clock_ms
         self._monotonic = monotonic
         self._enabled = [n for n, c in config.channels.items() if c.enabled]
@@ -182,7 +182,7 @@ class Dispatcher:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
         for kind in HTTP_TYPES:
-            self._transports.setdefault(kind, HttpTransport(self.config, self._get_session))
+            self._transports.setdefault(kind, HttpTransport(self.config, self._get_session, self._clock_ms))
         self._transports.setdefault("email", SmtpTransport(self.config))
         for name in self._enabled:
             channel = self.config.channels[name]

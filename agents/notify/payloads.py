@@ -3,17 +3,13 @@
 Each builder turns a :class:`~agents.notify.model.Batch` and its channel config into
 :class:`HttpRequest` objects (or an :class:`email.message.EmailMessage`). Headers
 carrying credentials are excluded from ``repr`` so a logged request leaks nothing.
-
->>> sig = sign(b'{"a":1}', "s3cret")
->>> sig.startswith("sha256="), verify(b'{"a":1}', "s3cret", sig), verify(b'{"a":2}', "s3cret", sig)
-(True, True, False)
+The only time-dependent part, the webhook signature's timestamp, is passed in
+(``now_secs``); see :mod:`agents.notify.signing`.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import html
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -23,6 +19,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from agents.notify.config import ChannelConfig, NotifyConfig
+from agents.notify.errors import NotifyConfigError
 from agents.notify.model import (
     AlertEvent,
     Batch,
@@ -31,6 +28,7 @@ from agents.notify.model import (
     rule_name,
     summary_of,
 )
+from agents.notify.signing import signature_headers
 
 SLACK_COLOURS = {
     "info": "#439FE0",
@@ -59,16 +57,6 @@ def _json(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
-def sign(body: bytes, secret: str) -> str:
-    """``X-MevRisk-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of the exact body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify(body: bytes, secret: str, signature: str) -> bool:
-    """Constant-time check of a received signature (for receivers and tests)."""
-    return hmac.compare_digest(sign(body, secret), signature)
-
-
 def alert_url(config: NotifyConfig, event: AlertEvent) -> str:
     """Link to the alert on the dashboard."""
     return f"{config.dashboard_url.rstrip('/')}/alerts/{quote(str(event['id']), safe='')}"
@@ -95,8 +83,10 @@ def _alert_line(event: AlertEvent) -> str:
 
 
 # -- generic webhook -----------------------------------------------------------
-def webhook_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig) -> HttpRequest:
-    """JSON body with every alert; HMAC signature and idempotency key headers."""
+def webhook_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig, *,
+                    now_secs: int) -> HttpRequest:
+    """JSON body with every alert; idempotency key and, with a secret, the signature headers
+    over ``now_secs.body`` (:mod:`agents.notify.signing`)."""
     body = _json({
         "version": "1",
         "idempotency_key": batch.batch_id,
@@ -112,37 +102,45 @@ def webhook_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig) 
     })
     headers = {**channel.headers, "Idempotency-Key": batch.batch_id}
     if channel.secret is not None:
-        headers["X-MevRisk-Signature"] = sign(body, channel.secret.get_secret_value())
-    assert channel.url is not None
+        headers.update(signature_headers(body, channel.secret.get_secret_value(), now_secs))
+    if channel.url is None:  # the config validator requires it of an enabled channel
+        raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs url")
     return HttpRequest("POST", channel.url, body, headers)
 
 
 # -- Slack -------------------------------------------------------------------------
 def slack_message(batch: Batch, config: NotifyConfig) -> dict[str, Any]:
-    """Incoming-webhook message: fallback ``text``, ``blocks``, coloured attachment."""
+    """Incoming-webhook message: fallback ``text``, ``blocks``, coloured attachment.
+
+    Every field Slack reads as mrkdwn (``text``, the section, attachment ``title``
+    and ``fallback``) has ``&``, ``<`` and ``>`` escaped, so text taken from an alert
+    cannot form a link or a mention (``<!channel>``); the header block is plain text.
+    """
     alerts = batch.alerts
     colour = SLACK_COLOURS["resolved" if batch.status == "resolved" else batch.max_severity]
     lines = [
-        f"*<{alert_url(config, a)}|{_mrkdwn(rule_name(a))}>* "
-        f"`{a['severity']}` {a['transition']} — {_mrkdwn(summary_of(a))}"
+        f"*<{alert_url(config, a)}|{mrkdwn_escape(rule_name(a))}>* "
+        f"`{a['severity']}` {mrkdwn_escape(str(a['transition']))} — "
+        f"{mrkdwn_escape(summary_of(a))}"
         for a in alerts[:_SLACK_MAX_ALERTS]
     ]
     if len(alerts) > _SLACK_MAX_ALERTS:
         lines.append(f"…and {len(alerts) - _SLACK_MAX_ALERTS} more")
+    heading = title(batch)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title(batch)[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}},
+        {"type": "header", "text": {"type": "plain_text", "text": heading[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), 3000)}},
         {"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"<{config.dashboard_url}|Open the MEV Risk dashboard>"},
         ]},
     ]
     return {
-        "text": title(batch),
+        "text": mrkdwn_escape(heading),
         "blocks": blocks,
         "attachments": [{
             "color": colour,
-            "fallback": title(batch),
-            "title": title(batch)[:150],
+            "fallback": mrkdwn_escape(heading),
+            "title": mrkdwn_escape(heading[:150]),
             "title_link": alert_url(config, alerts[0]) if len(alerts) == 1 else
             config.dashboard_url,
             "fields": [{"title": "severity", "value": batch.max_severity, "short": True},
@@ -151,12 +149,27 @@ def slack_message(batch: Batch, config: NotifyConfig) -> dict[str, Any]:
     }
 
 
-def _mrkdwn(text: str) -> str:
+def mrkdwn_escape(text: str) -> str:
+    """Escape Slack's control characters ``&``, ``<``, ``>`` (in that order).
+
+    >>> mrkdwn_escape("<!channel> P&L <http://x|y>")
+    '&lt;!channel&gt; P&amp;L &lt;http://x|y&gt;'
+    """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters without splitting an ``&...;`` entity."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    amp = head.rfind("&", max(0, limit - 5))
+    return head[:amp] if amp != -1 and ";" not in head[amp:] else head
+
+
 def slack_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig) -> HttpRequest:
-    assert channel.url is not None
+    if channel.url is None:  # the config validator requires it of an enabled channel
+        raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs url")
     return HttpRequest("POST", channel.url, _json(slack_message(batch, config)),
                        dict(channel.headers))
 
@@ -217,7 +230,8 @@ def sms_text(batch: Batch) -> str:
 
 def sms_requests(batch: Batch, channel: ChannelConfig) -> list[HttpRequest]:
     """One form POST per recipient to ``{base_url}/2010-04-01/Accounts/{sid}/Messages.json``."""
-    assert channel.base_url and channel.account_sid and channel.auth_token
+    if not (channel.base_url and channel.account_sid and channel.auth_token):  # validated at config load
+        raise NotifyConfigError(f"channel {channel.name!r} (sms) needs base_url, account_sid and auth_token")
     sid = channel.account_sid
     url = f"{channel.base_url.rstrip('/')}/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json"
     token = channel.auth_token.get_secret_value()
@@ -253,7 +267,8 @@ def pagerduty_event(event: AlertEvent, channel: ChannelConfig, config: NotifyCon
     action = pagerduty_action(event)
     if action is None:
         return None
-    assert channel.routing_key is not None
+    if channel.routing_key is None:  # the config validator requires it of an enabled channel
+        raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs routing_key")
     body: dict[str, Any] = {
         "routing_key": channel.routing_key.get_secret_value(),
         "event_action": action,
@@ -288,7 +303,8 @@ def pagerduty_event(event: AlertEvent, channel: ChannelConfig, config: NotifyCon
 def pagerduty_requests(batch: Batch, channel: ChannelConfig, config: NotifyConfig
                        ) -> list[HttpRequest]:
     """One Events API call per event (PagerDuty dedups by fingerprint itself)."""
-    assert channel.url is not None
+    if channel.url is None:  # the config validator requires it of an enabled channel
+        raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs url")
     out = []
     for event in batch.events:
         body = pagerduty_event(event, channel, config)
@@ -326,17 +342,19 @@ def alertmanager_alert(event: AlertEvent, config: NotifyConfig) -> dict[str, Any
 def alertmanager_request(batch: Batch, channel: ChannelConfig, config: NotifyConfig
                          ) -> HttpRequest:
     """``POST {base_url}/api/v2/alerts`` with every event's latest state."""
-    assert channel.base_url is not None
+    if channel.base_url is None:  # the config validator requires it of an enabled channel
+        raise NotifyConfigError(f"channel {channel.name!r} ({channel.type}) needs base_url")
     body = _json([alertmanager_alert(a, config) for a in batch.alerts])
     return HttpRequest("POST", f"{channel.base_url.rstrip('/')}/api/v2/alerts", body,
                        dict(channel.headers))
 
 
-def http_requests(batch: Batch, channel: ChannelConfig, config: NotifyConfig
-                  ) -> list[HttpRequest]:
-    """The HTTP calls one delivery of ``batch`` makes on an HTTP channel."""
+def http_requests(batch: Batch, channel: ChannelConfig, config: NotifyConfig, *,
+                  now_secs: int) -> list[HttpRequest]:
+    """The HTTP calls one delivery of ``batch`` makes on an HTTP channel at ``now_secs``
+    (wall-clock Unix seconds, for the webhook signature)."""
     if channel.type == "webhook":
-        return [webhook_request(batch, channel, config)]
+        return [webhook_request(batch, channel, config, now_secs=now_secs)]
     if channel.type == "slack":
         return [slack_request(batch, channel, config)]
     if channel.type == "sms":

@@ -420,15 +420,27 @@ class RiskEngine:
 
     def _position_row(self, pos: Any, exposure: float, risk: float,
                       gross: float) -> dict[str, Any]:
-        """Seed REST fields of one position; risk_percentage = 100 * component VaR99 / gross."""
-        pct = 100.0 * risk / gross if gross > 0 else 0.0
+        """Seed REST fields of one position: ``risk_percentage`` = component VaR99 / gross, a fraction
+        as in the seed (0.05 = 5 %); ``risk_percent`` the same x 100."""
+        fraction = risk / gross if gross > 0 else 0.0
+        pct = 100.0 * fraction
         cfg = self.config
         level = ("HIGH" if pct > cfg.position_risk_high_pct else
                  "MEDIUM" if pct > cfg.position_risk_medium_pct else "LOW")
         return {"id": pos.pid, "type": pos.kind, "kind": pos.kind, "strategy": pos.strategy,
                 "asset": pos.asset, "chain": pos.chain, "protocol": pos.protocol,
                 "exposure_usd": exposure, "risk_amount_usd": risk,
-                "risk_percentage": pct, "risk_level": level, "confidence": 0.99}
+                "risk_percentage": fraction, "risk_percent": pct, "risk_level": level, "confidence": 0.99}
+
+    def firm(self, snapshots: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The firm view of these portfolio snapshots over this engine's current scenarios
+        (:func:`agents.risk.firm.firm_overview`; the market window is the same on every worker)."""
+        from agents.risk.firm import firm_overview
+
+        n = len(self.assets)
+        columns = {name: i for i, name in enumerate(self.assets.names[:n])}
+        correlation = self.ewma.correlation(n) if n else np.zeros((0, 0))
+        return firm_overview(snapshots, columns, self.window.scenarios(n), correlation, self.config.rating)
 
     def market_summary(self) -> dict[str, Any]:
         """Gas per chain (gwei mean/p95/max), market volatility and liquidity ratio."""

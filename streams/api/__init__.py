@@ -14,8 +14,11 @@ Mutations answer 503 while ``host.ready`` (if the host has one) is not set.
 
 Auth: bearer tokens with roles viewer < operator < admin from ``MEVRISK_API_TOKENS`` /
 ``MEVRISK_API_TOKENS_FILE`` (see :mod:`streams.api.config`). Without any token, reads
-are open and mutations are refused (403). ``/``, ``/dashboard/*``, ``/api/v1/openapi.json``
-and ``/metrics`` are always open. CORS is off (no CORS headers are ever sent).
+are open and mutations are refused (403); a worker whose reads are open refuses to start on a
+non-loopback bind unless ``MEVRISK_API_ALLOW_OPEN_READS`` is set. ``/``, ``/dashboard/*`` and
+``/api/v1/openapi.json`` are always open, ``/metrics`` too unless ``MEVRISK_METRICS_TOKEN`` is
+set. Every request of the web server (Faust's own views too) must name an allowed ``Host``
+(``MEVRISK_ALLOWED_HOSTS``). CORS is off (no CORS headers are ever sent).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import contextlib
 import logging
 from typing import Any
 
+from streams import kafka_clients, logsafe
+from streams.api.access import allowed_host_names, check_exposure, host_guard
 from streams.api.auth import ApiConfigError, Role, TokenStore, load_token_mapping
 from streams.api.config import ApiSettings, get_api_settings
 from streams.api.hub import HUB, EventHub, notify_listeners
@@ -43,8 +48,11 @@ REPLAY_PER_PARTITION = {"risk.snapshots": 300, "risk.alerts": 1_000, "risk.contr
 def build_service(host: Any, settings: ApiSettings | None = None, hub: EventHub | None = None) -> ApiService:
     """The API of one worker, from settings (tokens parsed here: a bad config fails at start)."""
     settings = settings or get_api_settings()
-    tokens = TokenStore.from_mapping(load_token_mapping(settings.tokens.get_secret_value(),
-                                                        settings.tokens_file))
+    mapping = load_token_mapping(settings.tokens.get_secret_value(), settings.tokens_file)
+    logsafe.register_secrets(str(token) for token in mapping)  # never in a log line
+    logsafe.register_secrets(s for s in (settings.peer_secret.get_secret_value(),
+                                         settings.metrics_token.get_secret_value()) if s)
+    tokens = TokenStore.from_mapping(mapping)
     rules_path = settings.rules_path
     if rules_path is None:
         from streams.settings import get_settings
@@ -76,6 +84,17 @@ def register_views(app: Any, host: Any, settings: ApiSettings | None = None) -> 
     _REGISTERED.add(id(app))
     settings = settings or get_api_settings()
     service = build_service(host, settings)
+    from streams.settings import get_settings
+    from streams.wiring import audit_mac_key
+
+    service.hub.audit_key = audit_mac_key(get_settings())  # silences followed only when signed
+    bind = str(app.conf.web_bind or app.conf.web_host)
+    check_exposure(settings, service.tokens, [bind])
+    allowed = allowed_host_names(bind, str(app.conf.web_host), settings.allowed_hosts)
+    app.web.web_app.middlewares.append(host_guard(allowed))
+    if service.access.signer is None:
+        log.warning("MEVRISK_PEER_SECRET is not set: requests for another worker's alerts, controls or "
+                    "global changes are refused (409 naming that worker), not forwarded")
     by_path: dict[str, list[Route]] = {}
     for route in ROUTES:
         by_path.setdefault(route.path, []).append(route)
@@ -88,6 +107,7 @@ def register_views(app: Any, host: Any, settings: ApiSettings | None = None) -> 
 
     app.web.web_app.on_shutdown.append(_shutdown)
     service.peers = lambda: peer_urls(app)
+    service.set_topology(lambda: str(app.conf.canonical_url).rstrip("/"), lambda n: partition_owner(app, n))
     if settings.replicate_snapshots:
         app.task(_replicate_outputs(service.hub))
     return service
@@ -105,25 +125,37 @@ def peer_urls(app: Any) -> list[str]:
     return sorted(urls - {own})
 
 
+def partition_owner(app: Any, partition: int) -> str | None:
+    """Web URL of the member that owns ``partition`` of the input topics (None: unknown yet)."""
+    from streams.topics import POSITIONS
+
+    try:
+        for url, topics in app.router.external_topics_metadata().items():
+            if partition in topics.get(POSITIONS, ()):
+                return str(url).rstrip("/")
+    except Exception as exc:  # no assignment yet (or a custom assignor)
+        log.debug("no partition owner: %r", exc)
+    return None
+
+
 def _replicate_outputs(hub: EventHub) -> Any:
     async def replicate_risk_outputs() -> None:
         """Read every partition of the output topics (no consumer group) into the hub, so any
         worker answers for any portfolio and streams every portfolio's events; from
         ``risk.audit`` the hub keeps delivery outcomes and follows silences."""
-        from aiokafka import AIOKafkaConsumer
-
         from streams.settings import get_settings
         from streams.topics import ALERTS, AUDIT, CONTROLS, SNAPSHOTS, contract_topic
 
         names = (SNAPSHOTS, ALERTS, CONTROLS, AUDIT)
         # no group: aiokafka assigns every partition of the subscribed topics to this consumer
-        consumer = AIOKafkaConsumer(*names, group_id=None,
+        consumer = kafka_clients.consumer(*names, group_id=None,
                                     bootstrap_servers=get_settings().kafka_bootstrap_servers,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     max_partition_fetch_bytes=4_194_304)
         await consumer.start()
         try:
-            while {tp.topic for tp in consumer.assignment()} != set(names):
+            # ASYNC110: aiokafka has no event for a group-less subscription's assignment, so it is polled
+            while {tp.topic for tp in consumer.assignment()} != set(names):  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
             partitions = sorted(consumer.assignment())
             begin = await consumer.beginning_offsets(partitions)

@@ -53,6 +53,8 @@ class Principal:
     name: str
     role: Role
     anonymous: bool = False
+    peer: str | None = None
+    """The forwarding worker's base URL when a peer signed this request for ``name`` (item 5)."""
 
 
 ANONYMOUS = Principal("anonymous", Role.VIEWER, anonymous=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,9 +32,26 @@ class ApiSettings(BaseSettings):
     rate_burst: int = 60
     max_body_bytes: int = 65_536
     max_stream_clients: int = 64
+    """Live event streams open on this worker, all callers together."""
+    max_streams_per_caller: int = 4
+    """Live event streams one caller (token; anonymous: client address) may hold open at once."""
     stream_keepalive_secs: float = 15.0
     rules_path: Path | None = None
     """Rules file ``POST rules/reload`` reads; None: ``<MEVRISK_CONFIG_DIR>/rules.yaml``."""
+    allow_open_reads: bool = False
+    """Start even though anyone who reaches a non-loopback bind may read without a token (no tokens
+    configured, or ``anonymous_reads``); off: such a worker refuses to start."""
+    peer_secret: SecretStr = Field(default=SecretStr(""),
+                                   validation_alias=AliasChoices("MEVRISK_PEER_SECRET", "peer_secret"))
+    """``MEVRISK_PEER_SECRET`` (16+ bytes, the same on every worker): signs requests one worker
+    passes on to another (``streams.api.peer_auth``). Unset: nothing is forwarded."""
+    metrics_token: SecretStr = Field(default=SecretStr(""),
+                                     validation_alias=AliasChoices("MEVRISK_METRICS_TOKEN", "metrics_token"))
+    """``MEVRISK_METRICS_TOKEN``: bearer token ``/metrics`` asks for; unset: ``/metrics`` is open."""
+    allowed_hosts: str = Field(default="", validation_alias=AliasChoices("MEVRISK_ALLOWED_HOSTS",
+                                                                         "allowed_hosts"))
+    """``MEVRISK_ALLOWED_HOSTS``: comma-separated host names the ``Host`` header may carry besides
+    the loopback names, the bind address and ``MEVRISK_WEB_HOST`` (DNS rebinding guard); ``*``: any."""
     replicate_snapshots: bool = True
     """Read every partition of ``risk.snapshots`` (no consumer group) so any worker answers
     for any portfolio and the event stream carries every portfolio."""

@@ -23,10 +23,13 @@ than slowing the pipeline down.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from agents.audit.trust import mac_ok
+from streams import metrics
 
 EVENT_OF_TOPIC = {"risk.snapshots": "snapshot", "risk.alerts": "alert", "risk.controls": "control"}
 HISTORY_POINTS = 3_600
@@ -82,7 +85,14 @@ class EventHub:
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=RECENT_DELIVERIES)
         """Recent delivery outcomes (``OutcomeRecord`` dicts plus the audit ``seq``), oldest first."""
         self.audit_listeners: list[Callable[[dict[str, Any]], None]] = []
-        """Called with each new silence record of ``risk.audit`` (local and replicated)."""
+        """Called with each new silence record of ``risk.audit`` (local and replicated) whose ``mac``
+        verifies with :attr:`audit_key`."""
+        self.audit_key: bytes | None = None
+        """The worker's audit key (``agents.audit.trust``). Silence records are handed on only when
+        their tag verifies with it (none without a key: anyone can write ``risk.audit``); delivery
+        outcomes are shown when their tag verifies, or unchecked without a key (display only)."""
+        self.audit_refused: Counter[str] = Counter()
+        """Audit records not kept, by reason (``forged``, ``unsigned``)."""
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
         self.published = 0
@@ -161,6 +171,12 @@ class EventHub:
         kind = record.get("kind")
         if kind not in AUDIT_KINDS or not isinstance(record.get("payload"), dict):
             return
+        if self.audit_key is not None and not mac_ok(record, self.audit_key):
+            self._refuse("forged")
+            return
+        if self.audit_key is None and kind != "delivery":
+            self._refuse("unsigned")
+            return
         if not self._first_time(_dedupe_key("risk.audit", record)):
             return
         if kind == "delivery":
@@ -168,6 +184,10 @@ class EventHub:
             return
         for listener in list(self.audit_listeners):
             listener(record)
+
+    def _refuse(self, reason: str) -> None:
+        self.audit_refused[reason] += 1
+        metrics.UNTRUSTED_RECORDS.labels("risk.audit", reason).inc()
 
     def history(self, portfolio: str) -> list[dict[str, Any]]:
         return list(self._history.get(portfolio, ()))

@@ -15,6 +15,7 @@ BOOL = {"type": "boolean"}
 OBJ = {"type": "object"}
 NULLABLE_NUM = {"type": ["number", "null"]}
 NULLABLE_STR = {"type": ["string", "null"]}
+TS_MS = {"type": "integer", "minimum": 0, "maximum": 2**53}
 
 
 def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -34,9 +35,11 @@ SCHEMAS: dict[str, Any] = {
     "Overview": _obj({
         "timestamp": STR, "portfolio_risk_rating": STR, "total_exposure": NUM, "var_95": NUM,
         "var_99": NUM, "max_concentration": NUM, "correlation_risk": NUM, "active_positions": INT,
-        "alerts": INT, "portfolio": STR, "portfolios": {"type": "array", "items": STR}},
+        "alerts": INT, "portfolio": NULLABLE_STR, "portfolios": {"type": "array", "items": STR}},
         {"ts_ms": INT, "expected_shortfall_95": NUM, "expected_shortfall_99": NUM,
-         "rating_score": NUM, "portfolio_alerts": INT, "worst_stress_scenario": NULLABLE_STR}),
+         "rating_score": NUM, "portfolio_alerts": INT, "worst_stress_scenario": NULLABLE_STR,
+         "scope": STR, "sum_of_var_95": NUM, "sum_of_var_99": NUM, "diversification_95": NUM,
+         "diversification_99": NUM, "per_portfolio": {"type": "array", "items": OBJ}}),
     "Position": _obj({"id": STR, "type": STR, "risk_amount": NUM, "risk_percentage": NUM,
                       "exposure": NUM, "confidence": NUM},
                      {"strategy": STR, "asset": STR, "risk_level": STR, "component_var_99": NUM}),
@@ -70,10 +73,16 @@ SCHEMAS: dict[str, Any] = {
                    "message": STR, "status": STR, "state": STR, "acknowledged": BOOL, "resolved": BOOL},
                   {"data": OBJ, "labels": OBJ, "annotations": OBJ, "startsAt": STR, "endsAt": STR,
                    "acknowledged_at": NULLABLE_STR, "resolved_at": NULLABLE_STR,
-                   "escalated_from": NULLABLE_STR, "portfolio": NULLABLE_STR}),
+                   "escalated_from": NULLABLE_STR, "escalated_at": NULLABLE_STR, "portfolio": NULLABLE_STR,
+                   "notifications_sent": {"type": "array", "items": STR}}),
     "Alerts": _obj({"alerts": {"type": "array", "items": _ref("Alert")}, "total_alerts": INT,
                     "filters": _obj({"severity": NULLABLE_STR, "unresolved_only": BOOL, "limit": INT},
                                     {"state": NULLABLE_STR, "portfolio": NULLABLE_STR})}),
+    "AlertSummary": _obj({"total_alerts": INT, "by_severity": OBJ, "by_type": OBJ, "active_alerts": INT,
+                          "acknowledged_alerts": INT, "average_response_time": NULLABLE_NUM,
+                          "by_state": OBJ, "mtta_seconds": NULLABLE_NUM, "mttr_seconds": NULLABLE_NUM},
+                         {"resolved_alerts": INT, "mtta_seconds_by_severity": OBJ,
+                          "mttr_seconds_by_severity": OBJ, "filters": OBJ}),
     "AlertAction": {**_obj({"alert_id": STR, "action": {"type": "string",
                                                         "enum": ["acknowledge", "resolve"]}},
                            {"comment": STR})},
@@ -122,6 +131,27 @@ SCHEMAS: dict[str, Any] = {
     "Deliveries": _obj({"deliveries": {"type": "array", "items": _ref("Delivery")}, "total": INT,
                         "filters": OBJ}, {"ts_ms": INT}),
     "WhoAmI": _obj({"name": STR, "role": STR, "anonymous": BOOL, "tokens_configured": BOOL}),
+    # ---- the seed dashboard's unversioned API (streams/api/seed.py) ----
+    "NoData": _obj({"status": {"type": "string", "enum": ["no_data"]}}),
+    "SeedRiskOverview": {"anyOf": [_ref("NoData"), _obj({
+        "risk_rating": STR, "total_exposure": NUM, "var_95": NUM, "var_99": NUM,
+        "max_concentration": NUM, "correlation_risk": NUM, "last_update": STR, "active_alerts": INT,
+        "risk_trend": {"type": "array", "items": OBJ}})]},
+    "SeedPositions": {"anyOf": [_ref("NoData"), _obj({
+        "positions": {"type": "array", "items": _obj(
+            {"id": STR, "type": STR, "risk_amount": NUM, "risk_percentage": NUM, "exposure": NUM,
+             "risk_level": {"type": "string", "enum": ["HIGH", "MEDIUM", "LOW"]}})},
+        "total_positions": INT, "high_risk_positions": INT, "last_update": STR})]},
+    "SeedAlerts": _obj({"alerts": {"type": "array", "items": _ref("Alert")}, "total_alerts": INT,
+                        "unresolved_alerts": INT}),
+    "SeedVarData": {"anyOf": [_ref("NoData"), _obj({
+        "var_95": NUM, "var_99": NUM, "expected_shortfall_95": NUM, "expected_shortfall_99": NUM,
+        "confidence_level": STR, "var_trend": {"type": "array", "items": OBJ}, "last_update": STR})]},
+    "SeedStressTests": {"anyOf": [_ref("NoData"), _obj({
+        "scenarios": {"type": "object", "additionalProperties": _obj(
+            {"total_impact": NUM, "impact_percentage": NUM, "worst_position": NULLABLE_STR,
+             "scenario_description": STR})},
+        "most_dangerous_scenario": NULLABLE_STR, "last_update": STR})]},
 }
 
 
@@ -185,11 +215,27 @@ def document() -> dict[str, Any]:
                                                                "content": {"application/json": {
                                                                    "schema": OBJ}}}}}},
         "/api/v1/whoami": {"get": _get("The caller's actor name and role", "WhoAmI", not_found=False)},
-        "/api/v1/risk/overview": {"get": _get("Headline risk of one portfolio", "Overview", [PORTFOLIO_Q])},
+        "/api/v1/risk/overview": {"get": _get(
+            "Headline risk of one portfolio, or without ?portfolio= of the firm (VaR/ES of the joint "
+            "P&L vector, per_portfolio beside it)", "Overview",
+            [{**PORTFOLIO_Q, "description": "Portfolio id (default: the firm, every portfolio)"}])},
         "/api/v1/risk/positions": {"get": _get("Positions sorted by component VaR 99", "Positions",
                                                [PORTFOLIO_Q])},
         "/api/v1/risk/var": {"get": _get("VaR / ES and recent VaR history", "Var", [PORTFOLIO_Q])},
         "/api/v1/stress-tests": {"get": _get("Stress scenario results", "StressTests", [PORTFOLIO_Q])},
+        "/api/risk-overview": {"get": _get("Seed dashboard: headline risk", "SeedRiskOverview",
+                                           [PORTFOLIO_Q])},
+        "/api/positions": {"get": _get("Seed dashboard: positions (risk_percentage a fraction)",
+                                       "SeedPositions", [PORTFOLIO_Q])},
+        "/api/alerts": {"get": _get("Seed dashboard: newest alerts", "SeedAlerts", [
+            ALERT_PARAMS[0], ALERT_PARAMS[2], ALERT_PARAMS[3],
+            _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}, "max rows")],
+            not_found=False)},
+        "/api/var-data": {"get": _get("Seed dashboard: VaR / ES and VaR trend", "SeedVarData",
+                                      [PORTFOLIO_Q])},
+        "/api/stress-tests": {"get": _get("Seed dashboard: stress scenarios (seed names)", "SeedStressTests",
+                                          [PORTFOLIO_Q, _q("scenario", STR, "one scenario, ours or the "
+                                                           "seed's name (gas_price_spike)")])},
         "/api/v1/predictions": {"get": _get("Anomaly scores (404 while no scorer runs)", "Predictions",
                                             [PORTFOLIO_Q])},
         "/api/v1/health": {"get": _get("Monitors of the monitors", "Health", not_found=False)},
@@ -197,6 +243,12 @@ def document() -> dict[str, Any]:
             "get": _get("Alerts, newest first", "Alerts", ALERT_PARAMS, not_found=False),
             "post": _write("Acknowledge or resolve an alert", "AlertAction", "Message", "operator",
                            not_found=True)},
+        "/api/v1/alerts/summary": {"get": _get(
+            "Alert counts by severity, rule and state, MTTA and MTTR (seed: average_response_time)",
+            "AlertSummary", [
+                _q("start_ms", TS_MS, "alerts that fired at or after (ms)"),
+                _q("end_ms", TS_MS, "alerts that fired before (ms)"),
+                _q("portfolio", STR, "portfolio label")], not_found=False)},
         "/api/v1/silences": {
             "get": _get("Silences", "Silences", not_found=False),
             "post": _write("Create a silence", "NewSilence", "SilenceCreated", "operator", status="201")},

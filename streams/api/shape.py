@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+SCENARIO_ALIASES = {"gas_price_spike": "gas_spike"}
+"""The seed's stress scenario names -> ours."""
 SEED_SEVERITY = {"LOW": "info", "MEDIUM": "warning", "HIGH": "high", "CRITICAL": "critical"}
 ALERT_STATES = ("firing", "acknowledged", "silenced", "resolved")
 
@@ -42,6 +44,40 @@ def overview(snapshot: Mapping[str, Any], portfolios: list[str], unresolved: int
         "alerts": unresolved,
         "portfolio_alerts": unresolved_here,
         "worst_stress_scenario": snapshot.get("worst_stress_scenario"),
+    }
+
+
+def firm_overview(firm: Mapping[str, Any], snapshots: Mapping[str, Mapping[str, Any]], unresolved: int,
+                  unresolved_by_portfolio: Mapping[str, int]) -> dict[str, Any]:
+    """``GET /api/v1/risk/overview`` without ``?portfolio=``: the firm (``RiskEngine.firm``) under
+    the seed's names, and every portfolio's own overview in ``per_portfolio`` (with its stand-alone
+    VaR over the same scenarios the firm's is read from)."""
+    ts = max((int(s.get("ts_ms", 0)) for s in snapshots.values()), default=0)
+    portfolios = sorted(snapshots)
+    rows = []
+    for name in portfolios:
+        row = overview(snapshots[name], portfolios, unresolved, unresolved_by_portfolio.get(name, 0))
+        row.pop("portfolios")
+        rows.append({**row, "standalone": (firm.get("standalone") or {}).get(name)})
+    return {
+        "scope": "firm", "portfolio": None, "portfolios": portfolios,
+        "timestamp": rfc3339(ts), "ts_ms": ts,
+        "portfolio_risk_rating": firm["rating"], "rating_score": firm["rating_score"],
+        "rating_reasons": firm["rating_reasons"],
+        "total_exposure": firm["total_exposure_usd"], "net_exposure": firm["net_exposure_usd"],
+        "var_95": firm["var_95_usd"], "var_99": firm["var_99_usd"],
+        "expected_shortfall_95": firm["es_95_usd"], "expected_shortfall_99": firm["es_99_usd"],
+        "sum_of_var_95": firm["sum_of_var_95_usd"], "sum_of_var_99": firm["sum_of_var_99_usd"],
+        "diversification_95": firm["diversification_95_usd"],
+        "diversification_99": firm["diversification_99_usd"],
+        "var_method": "historical simulation of the joint P&L vector (sum of the portfolios' scenario "
+                      "P&L), not a sum of VaRs",
+        "n_scenarios": firm["n_scenarios"],
+        "max_concentration": firm["max_concentration"], "hhi": firm["hhi"],
+        "correlation_risk": firm["correlation_risk"],
+        "active_positions": firm["active_positions"],
+        "alerts": unresolved,
+        "per_portfolio": rows,
     }
 
 
@@ -83,12 +119,18 @@ def var(snapshot: Mapping[str, Any], portfolios: list[str],
 
 def stress(snapshot: Mapping[str, Any], portfolios: list[str]) -> dict[str, Any]:
     """Seed names per scenario: ``total_impact`` = scenario P&L in USD (negative = loss),
-    ``impact_percentage`` = 100 x P&L / gross exposure; ours (``pnl_usd``, ...) beside them."""
+    ``impact_percentage`` = P&L / gross exposure, a fraction as in the seed (``impact_percent``
+    the same x 100); ours (``pnl_usd``, ...) beside them. The gas scenario is listed under the
+    seed's name ``gas_price_spike`` too (``alias_of``)."""
     ts = int(snapshot.get("ts_ms", 0))
     tests = {name: {**r, "total_impact": r.get("pnl_usd", 0.0),
-                    "impact_percentage": 100.0 * float(r.get("share_of_exposure", 0.0)),
+                    "impact_percentage": float(r.get("share_of_exposure", 0.0)),
+                    "impact_percent": 100.0 * float(r.get("share_of_exposure", 0.0)),
                     "position_impacts": r.get("position_impacts", {})}
              for name, r in (snapshot.get("stress") or {}).items()}
+    for seed_name, ours in SCENARIO_ALIASES.items():
+        if ours in tests and seed_name not in tests:
+            tests[seed_name] = {**tests[ours], "alias_of": ours}
     return {"portfolio": snapshot.get("portfolio"), "portfolios": portfolios,
             "stress_tests": tests,
             "worst_scenario": snapshot.get("worst_stress_scenario"),
@@ -154,6 +196,28 @@ def merge_alerts(current: Iterable[Mapping[str, Any]],
     for r in current:
         rows[str(r.get("id") or r.get("fingerprint"))] = alert_row(r)
     return list(rows.values())
+
+
+def notifications_sent(rows: list[dict[str, Any]], deliveries: Iterable[Mapping[str, Any]]
+                       ) -> list[dict[str, Any]]:
+    """Add the seed's ``notifications_sent`` to each alert row: the channels that delivered a
+    notification of it (``delivered`` outcomes on ``risk.audit``, any worker's), sorted.
+
+    >>> rows = notifications_sent([{"id": "a1"}, {"id": "a2"}],
+    ...     [{"alert_ids": ["a1"], "channel": "slack", "outcome": "delivered"},
+    ...      {"alert_ids": ["a1"], "channel": "email", "outcome": "failed"},
+    ...      {"alert_ids": ["a1", "a2"], "channel": "email", "outcome": "delivered"}])
+    >>> [r["notifications_sent"] for r in rows]
+    [['email', 'slack'], ['email']]
+    """
+    sent: dict[str, set[str]] = {}
+    for d in deliveries:
+        if d.get("outcome") == "delivered" and isinstance(d.get("channel"), str):
+            for alert in d.get("alert_ids") or ():
+                sent.setdefault(str(alert), set()).add(d["channel"])
+    for r in rows:
+        r["notifications_sent"] = sorted(sent.get(str(r.get("id")), ()))
+    return rows
 
 
 def parse_severity(value: str) -> str:

@@ -252,7 +252,12 @@ function renderDeliveries(rows) {
 
 // ---- loading ---------------------------------------------------------------------------
 async function loadRisk() {
-  const o = await api(withPortfolio("/api/v1/risk/overview"));
+  let o = await api(withPortfolio("/api/v1/risk/overview"));
+  if (o.ok && o.body.scope === "firm" && (o.body.portfolios || []).length) {
+    // without ?portfolio= the API answers for the firm: this page shows one portfolio (the first)
+    state.portfolio = o.body.portfolios[0];
+    o = await api(withPortfolio("/api/v1/risk/overview"));
+  }
   if (!o.ok) { if (o.status === 404) $("rating-sub").textContent = (o.body || {}).error || "no data yet"; return; }
   renderOverview(o.body);
   const [p, v, s, pr] = await Promise.all([

@@ -128,7 +128,8 @@ class Simulator:
             if nxt_end and nxt_end[0] <= nxt_start:
                 self.active.remove(nxt_end[1])
             else:
-                assert self._next is not None
+                if self._next is None:  # b is finite and no incident ends at b: one starts at b
+                    raise SimulatorError("no incident starts at the next boundary")
                 self._start(self._next)
                 self._next = next(self._pending, None)
                 started = True

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.integration
 START_MS = 1_767_225_600_000
 ADMIN, VIEWER = "it-admin-token-0001", "it-viewer-token-001"
 TOKENS = {ADMIN: {"role": "admin", "name": "it-admin"}, VIEWER: "viewer"}
+PEER_SECRET = "integration-test-peer-secret"
+"""Signs the requests the test workers forward to each other (MEVRISK_PEER_SECRET)."""
 
 
 async def test_register_views_on_a_real_faust_app(host: FakeHost) -> None:  # noqa: F811
@@ -78,7 +80,8 @@ def start_api_worker(start_worker: Callable[..., Worker]) -> Callable[..., Worke
     """Workers of one consumer group with 1 s bars and the test tokens configured."""
 
     def start(**overrides: str) -> Worker:
-        return start_worker(MEVRISK_BAR_MS="1000", MEVRISK_API_TOKENS=json.dumps(TOKENS), **overrides)
+        return start_worker(MEVRISK_BAR_MS="1000", MEVRISK_API_TOKENS=json.dumps(TOKENS),
+                            MEVRISK_PEER_SECRET=PEER_SECRET, **overrides)
 
     return start
 

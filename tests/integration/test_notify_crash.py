@@ -72,6 +72,7 @@ def worker_env(tmp_path: Path, webhook_receiver: ThreadingHTTPServer) -> dict[st
         "channels": {"webhook": {
             "type": "webhook", "url": f"http://127.0.0.1:{webhook_receiver.server_port}/hook",
             "secret_env": "MEVRISK_WEBHOOK_SECRET", "enabled": True, "grouping": False,
+            "allow_insecure": True,  # the loopback receiver speaks plain http://
             "timeout_secs": 2, "max_attempts": 1000, "concurrency": CONCURRENCY,
             "backoff": {"initial_secs": 0.2, "multiplier": 2, "max_secs": 0.5, "jitter": 0},
         }},

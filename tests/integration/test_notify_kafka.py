@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
@@ -49,6 +50,7 @@ def test_alert_is_delivered_once_as_signed_webhook(env: Env, start_worker, tmp_p
         "channels": {"webhook": {
             "type": "webhook", "url": f"http://127.0.0.1:{webhook_receiver.server_port}/hook",
             "secret_env": "MEVRISK_WEBHOOK_SECRET", "enabled": True, "timeout_secs": 5,
+            "allow_insecure": True,  # the loopback receiver speaks plain http://
             "max_attempts": 3, "backoff": {"initial_secs": 0.1, "multiplier": 2, "max_secs": 1},
         }},
         "routes": [{"channels": ["webhook"]}],
@@ -67,9 +69,11 @@ def test_alert_is_delivered_once_as_signed_webhook(env: Env, start_worker, tmp_p
                         "a firing alert")
     wait_until(lambda: _Hook.received, 60, "the webhook delivery")
     headers, body = _Hook.received[0]
-    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    signature = {k.lower(): v for k, v in headers.items()}["x-mevrisk-signature"]
-    assert hmac.compare_digest(signature, f"sha256={expected}")
+    by_name = {k.lower(): v for k, v in headers.items()}
+    timestamp = by_name["x-mevrisk-timestamp"]  # the signature covers "<timestamp>.<body>"
+    assert abs(time.time() - int(timestamp)) < 300
+    expected = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(by_name["x-mevrisk-signature"], f"sha256={expected}")
     payload = orjson.loads(body)
     delivered_ids = json.dumps(payload)
     assert alerts[0]["event_id"] in delivered_ids or alerts[0]["id"] in delivered_ids

@@ -97,13 +97,16 @@ def test_an_acknowledgement_survives_kill_9_with_state_checkpoints(
     recording = tmp_path / "input.jsonl"
     env.mevrisk("simulate", "--seed", "11", "--rate", "150", "--duration", "150",
                 "--start-ms", str(START_MS), "--incident", "flash-crash@40s/20s", "--record", str(recording))
-    cut_ms = START_MS + 75_000
+    cut_ms = START_MS + 66_000
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     split_at(recording, cut_ms, first, second)
-    # one checkpoint (60 s), before the acknowledgement (~73 s): the restart restores it, replays the
+    # one checkpoint (60 s), before the acknowledgement (~66 s, the end of the first half; the alert
+    # fires at ~48 s and would escalate 25 s later, at ~73 s): the restart restores it, replays the
     # inputs after it and re-applies the acknowledgement from risk.audit. Paced (4x), so the watermark
     # crosses 60 s well before the end of the first half (a backlog read at once moves it in one
-    # pipeline call, and the only checkpoint would then be taken at the acknowledgement's time)
+    # pipeline call, and the only checkpoint would then be taken at the acknowledgement's time). The
+    # idle heartbeat is off (WORKER_ENV), so the clock stays at or below 66 s until the second half:
+    # with the cut at 75 s it stopped near 73 s (75 s less the allowed lateness), at the escalation.
     worker_env = {**STATE_ENV, "MEVRISK_STATE_CHECKPOINT_SECS": "60", "MEVRISK_CONFIG_DIR": str(config),
                   "MEVRISK_API_TOKENS": '{"op-token": {"role": "operator", "name": "oncall-1"}}'}
 
@@ -115,8 +118,8 @@ def test_an_acknowledgement_survives_kill_9_with_state_checkpoints(
         return [a for a in got if a["transition"] == "firing"]
 
     alert = wait_until(firing, 90, "a firing alert")[0]
-    wait_until(lambda: worker.metric("mevrisk_watermark_seconds") * 1000 >= cut_ms - 10_000, 90,
-               "the first half processed")
+    wait_until(lambda: worker.metric("mevrisk_watermark_seconds") * 1000 >= START_MS + 61_000, 90,
+               "the watermark past the checkpoint at 60 s")
     request = urllib.request.Request(
         f"http://127.0.0.1:{worker.web_port}/api/v1/alerts", method="POST",
         data=orjson.dumps({"alert_id": alert["id"], "action": "acknowledge", "comment": "on it"}),

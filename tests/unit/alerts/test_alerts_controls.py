@@ -8,7 +8,7 @@ from agents.alerts.backtest import run_rules
 from agents.alerts.controls import KillSwitch, TradingState
 from agents.alerts.errors import ControlError
 from agents.alerts.rules import load_rules
-from agents.alerts.summary import summarize
+from agents.alerts.summary import summarize, summarize_states
 
 from .helpers import T0, M, engine, rule, snap
 
@@ -89,6 +89,14 @@ def test_summary_and_views_from_a_real_sequence() -> None:
         == [("p1", "critical", True, "state"), ("p2", "critical", False, "state")]
     out += eng.evaluate("portfolio", "p2", snap(1.0, portfolio="p2"), T0 + 20 * M)
     s = summarize([e.to_dict() for e in out])
+    # p1 fired at T0, acknowledged at +15 min; p2 fired at +1 min, resolved at +20 min
     assert s == {"total_alerts": 2, "by_severity": {"critical": 2}, "by_type": {"BigVaR": 2},
-                 "active_alerts": 1, "acknowledged_alerts": 1, "average_response_time": 15.0}
+                 "active_alerts": 1, "acknowledged_alerts": 1, "average_response_time": 15.0,
+                 "by_state": {"firing": 0, "acknowledged": 1, "silenced": 0, "resolved": 1},
+                 "resolved_alerts": 1, "mtta_seconds": 900.0, "mttr_seconds": 1140.0,
+                 "mtta_seconds_by_severity": {"critical": 900.0},
+                 "mttr_seconds_by_severity": {"critical": 1140.0}}
+    # the same figures from the latest state of each alert (what the API holds)
+    latest = {e.id: e.to_dict() for e in out}
+    assert summarize_states(latest.values()) == s
     assert summarize([e.to_dict() for e in out], start_ms=T0 + M)["total_alerts"] == 1

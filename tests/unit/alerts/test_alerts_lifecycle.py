@@ -8,7 +8,7 @@ import json
 import pytest
 
 from agents.alerts.engine import AlertEngine
-from agents.alerts.errors import AlertNotFoundError, AlertsError
+from agents.alerts.errors import AlertNotFoundError, AlertsError, RuleError
 from agents.alerts.lifecycle import alert_id
 
 from .helpers import T0, M, S, engine, rule, ruleset, seq, snap
@@ -112,7 +112,11 @@ def test_escalation_steps_fire_at_their_times_while_unacknowledged() -> None:
     assert seq(out) == [("firing", 0, "high"), ("escalated", 1_800_000, "critical"),
                         ("escalated", 3_600_000, "critical"), ("repeat", 7_200_000, "critical")]
     first = out[1].to_dict()
-    assert first["escalated_from"] == "high" and first["escalation_level"] == 1
+    # the seed's escalated_from: the original alert's id; the severity it left beside it
+    assert first["escalated_from"] == out[0].id and first["escalation_level"] == 1
+    assert first["escalated_from_severity"] == "high"
+    assert first["escalated_at_ms"] == T0 + 30 * M and first["escalated_at"].endswith("Z")
+    assert out[0].to_dict()["escalated_from"] is None and out[0].to_dict()["escalated_at"] is None
     assert first["channels"] == ["email", "slack", "sms"]
     assert out[2].to_dict()["channels"] == ["email", "slack", "sms", "webhook"]
 
@@ -122,6 +126,23 @@ def test_seed_escalation_fields() -> None:
                       escalate=[{"after_minutes": 30, "new_severity": "CRITICAL"}]))
     eng.evaluate("portfolio", "p1", snap(12_000), T0)
     assert seq(eng.tick(T0 + 31 * M)) == [("escalated", 1_800_000, "critical")]
+
+
+def test_seed_escalate_to_recipients_are_routed_not_read_as_a_severity() -> None:
+    eng = engine(rule(severity="HIGH", cooldown_minutes=60, channels=["slack"],
+                      escalate=[{"after_minutes": 30, "escalate_to": ["risk_manager", "email"]},
+                                {"after_minutes": 60, "new_severity": "CRITICAL", "escalate_to": "cto"}]))
+    fired = eng.evaluate("portfolio", "p1", snap(12_000), T0)
+    out = eng.tick(T0 + 31 * M) + eng.tick(T0 + 61 * M)
+    assert seq(out) == [("escalated", 1_800_000, "high"), ("escalated", 3_600_000, "critical")]
+    assert out[0].to_dict()["channels"] == ["slack", "risk_manager", "email"]
+    assert out[1].to_dict()["channels"] == ["slack", "risk_manager", "email", "cto"]
+    assert {e.to_dict()["escalated_from"] for e in out} == {fired[0].id}
+
+
+def test_an_escalation_step_needs_something_to_do() -> None:
+    with pytest.raises(RuleError, match="escalate_to"):
+        engine(rule(escalate=[{"after_minutes": 30}]))
 
 
 def test_acknowledgement_stops_escalation_and_repeats() -> None:

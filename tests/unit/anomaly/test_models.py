@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import doctest
 import pickle
-import struct
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from agents.anomaly import detectors, forecast, models, portfolio, ticks, varcast
+from agents.anomaly.checkpoint import Checkpoint
 from agents.anomaly.errors import InvalidFeatureInput, ModelStateError
-from agents.anomaly.models import STATE_VERSION, ModelBundle
+from agents.anomaly.models import BUNDLE_KEY, STATE_VERSION, ModelBundle
 
 from .synth import portfolio_stream, tick_stream
+
+SECRET = b"unit-test-model-secret"
 
 RISK_LEVELS = {"LOW", "MEDIUM", "HIGH", "CRITICAL"}
 
@@ -52,9 +55,9 @@ def test_scores_after_restart_match_an_uninterrupted_run() -> None:
     for kind, payload in events[:cut]:
         _apply(uninterrupted, kind, payload)
         _apply(restarted, kind, payload)
-    blob = restarted.state_bytes()
+    blob = restarted.state_bytes(SECRET)
     del restarted
-    restored = ModelBundle.from_state_bytes(blob)
+    restored = ModelBundle.from_state_bytes(blob, SECRET)
     after_a = [_apply(uninterrupted, k, p) for k, p in events[cut:]]
     after_b = [_apply(restored, k, p) for k, p in events[cut:]]
     assert after_a == after_b
@@ -65,21 +68,26 @@ def test_scores_after_restart_match_an_uninterrupted_run() -> None:
 
 
 def test_incompatible_version_is_refused_with_a_clear_error() -> None:
-    blob = ModelBundle(seed=1).state_bytes()
-    newer = models.MAGIC + struct.pack(">H", STATE_VERSION + 1) + blob[len(models.MAGIC) + 2 :]
+    payload = zlib.compress(pickle.dumps(ModelBundle(seed=1)))
+    newer = Checkpoint(BUNDLE_KEY, -1, payload, STATE_VERSION + 1).to_bytes(SECRET)
     with pytest.raises(ModelStateError, match=f"state version {STATE_VERSION + 1}"):
-        ModelBundle.from_state_bytes(newer)
+        ModelBundle.from_state_bytes(newer, SECRET)
 
 
-def test_foreign_or_corrupt_state_is_refused() -> None:
+def test_foreign_forged_or_corrupt_state_is_refused() -> None:
     with pytest.raises(ModelStateError, match="magic"):
-        ModelBundle.from_state_bytes(pickle.dumps(ModelBundle(seed=1)))
-    blob = ModelBundle(seed=1).state_bytes()
+        ModelBundle.from_state_bytes(pickle.dumps(ModelBundle(seed=1)), SECRET)
+    blob = ModelBundle(seed=1).state_bytes(SECRET)
+    with pytest.raises(ModelStateError, match="forged"):
+        ModelBundle.from_state_bytes(blob, b"another-secret-of-16+")
+    with pytest.raises(ModelStateError, match="forged"):
+        ModelBundle.from_state_bytes(blob[:-20], SECRET)
+    corrupt = Checkpoint(BUNDLE_KEY, -1, zlib.compress(b"not a pickle")).to_bytes(SECRET)
     with pytest.raises(ModelStateError, match="corrupt"):
-        ModelBundle.from_state_bytes(blob[:-20])
-    not_a_bundle = models.MAGIC + struct.pack(">H", STATE_VERSION) + pickle.dumps({"a": 1})
+        ModelBundle.from_state_bytes(corrupt, SECRET)
+    not_a_bundle = Checkpoint.take(BUNDLE_KEY, {"a": 1}, -1).to_bytes(SECRET)
     with pytest.raises(ModelStateError, match="dict"):
-        ModelBundle.from_state_bytes(not_a_bundle)
+        ModelBundle.from_state_bytes(not_a_bundle, SECRET)
 
 
 def test_seed_prediction_fields_and_status() -> None:

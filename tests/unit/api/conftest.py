@@ -20,6 +20,7 @@ from agents.pipeline import RiskPipeline
 from streams.api import build_aiohttp_app, build_service
 from streams.api.config import ApiSettings
 from streams.api.hub import EventHub
+from streams.host_reads import HostReads
 from streams.sim.generator import Simulator
 from streams.sim.incidents import Incident
 
@@ -78,8 +79,9 @@ def base() -> Base:
 
 
 @dataclass
-class FakeHost:
-    """What the API needs of ``streams.host.PipelineHost``: pipeline, lock, publish."""
+class FakeHost(HostReads):
+    """What the API needs of ``streams.host.PipelineHost``: pipeline, lock, publish (the read
+    interface comes from ``HostReads``, as the real host's does)."""
 
     pipeline: RiskPipeline | None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -32,8 +32,8 @@ async def _json(client, path: str, headers=VIEWER, status: int = 200) -> dict:
 
 
 # ---- reads ------------------------------------------------------------------------------
-async def test_overview_defaults_to_first_portfolio_and_lists_them(client, host: FakeHost) -> None:
-    body = await _json(client, "/api/v1/risk/overview")
+async def test_overview_of_one_portfolio_lists_them_all(client, host: FakeHost) -> None:
+    body = await _json(client, "/api/v1/risk/overview?portfolio=alpha")
     assert set(body) >= SEED_OVERVIEW
     assert body["portfolio"] == "alpha" and body["portfolios"] == ["alpha", "beta"]
     snap = host.pipeline.latest_snapshots["alpha"]
@@ -82,10 +82,16 @@ async def test_var_and_stress_and_backtest(client, host: FakeHost) -> None:
     assert var["history"][-1]["var_99_usd"] == var["var_99"]
     stress = await _json(client, "/api/v1/stress-tests")
     snap = host.pipeline.latest_snapshots["alpha"]
-    assert set(stress["stress_tests"]) == set(snap["stress"])
+    # ours, plus the seed's name of the gas scenario
+    assert set(stress["stress_tests"]) == set(snap["stress"]) | {"gas_price_spike"}
+    assert stress["stress_tests"]["gas_price_spike"]["alias_of"] == "gas_spike"
+    assert stress["stress_tests"]["gas_price_spike"]["total_impact"] == snap["stress"]["gas_spike"]["pnl_usd"]
     worst = stress["stress_tests"][snap["worst_stress_scenario"]]
     assert {"total_impact", "impact_percentage", "position_impacts", "worst_position"} <= set(worst)
     assert worst["total_impact"] == snap["stress"][snap["worst_stress_scenario"]]["pnl_usd"]
+    # the seed's unit: a fraction of the gross exposure
+    assert worst["impact_percentage"] == pytest.approx(worst["total_impact"] / snap["total_exposure_usd"])
+    assert worst["impact_percent"] == pytest.approx(100 * worst["impact_percentage"])
     backtest = await _json(client, "/api/v1/backtest")
     assert set(backtest["portfolios"]) == {"alpha", "beta"}
     assert "zone" in backtest["portfolios"]["alpha"]

@@ -10,10 +10,13 @@ from typing import Any
 
 from agents.assembly import PipelineOptions, build_pipeline
 from agents.audit.chain import AuditChain
+from agents.audit.trust import audit_key, sign
 from tests.unit.api.conftest import BEARER, FakeHost, make_client
 
 VIEWER, OPER = BEARER["viewer"], BEARER["operator"]
 FAR_MS = 2_000_000_000_000
+KEY = audit_key(b"unit-test-worker-secret")
+"""The workers' audit key: silences are followed only from records signed with it."""
 
 
 def _delivery(chain: AuditChain, outcome: str, alert_id: str, ts_ms: int, channel: str = "webhook",
@@ -63,7 +66,7 @@ async def test_deliveries_newest_first_with_filters(client) -> None:
 
 # ---- silences followed from risk.audit -------------------------------------------------------
 def _silence_record(chain: AuditChain, payload: dict[str, Any]) -> dict[str, Any]:
-    return chain.append("silence", payload, 1_000)
+    return sign(chain.append("silence", payload, 1_000), KEY)
 
 
 async def test_silences_of_other_workers_are_applied_once_and_expiry_sticks(client, host: FakeHost) -> None:
@@ -74,6 +77,11 @@ async def test_silences_of_other_workers_are_applied_once_and_expiry_sticks(clie
            "starts_ms": 0, "ends_ms": FAR_MS, "matchers": [{"name": "portfolio", "value": "beta", "op": "="}]}
     before = {s.id for s in engine.silences()}
     hub = client.service.hub
+    hub.audit_key = KEY
+    unsigned = other.append("silence", add, 1_000)
+    hub.publish([("risk.audit", "risk", unsigned), ("risk.audit", "risk", {**unsigned, "mac": "0" * 64})])
+    assert {s.id for s in engine.silences()} == before, "a silence record without a valid tag is not followed"
+    assert dict(hub.audit_refused) == {"forged": 2}
     hub.publish([("risk.audit", "risk", _silence_record(other, add))])
     added = {s.id for s in engine.silences()} - before
     assert len(added) == 1
@@ -106,6 +114,7 @@ async def test_silences_wait_for_recovery_and_their_event_time() -> None:
     client = await make_client(host)
     try:
         engine = host.pipeline.alerts
+        client.service.hub.audit_key = KEY
         before = len(engine.silences())
         add = {"action": "add", "id": "x", "actor": "olga", "comment": "", "starts_ms": 0, "ends_ms": FAR_MS,
                "matchers": {"alertname": "HighVaR95"}}
@@ -115,7 +124,7 @@ async def test_silences_wait_for_recovery_and_their_event_time() -> None:
         await eventually(lambda: len(engine.silences()) == before + 1, "the silence applied after recovery")
         # taken at an event time this worker has not reached yet: applied once its clock gets there
         later = host.pipeline.watermark_ms + 5_000
-        ahead = AuditChain("risk").append("silence", {**add, "id": "y", "comment": "later"}, later)
+        ahead = sign(AuditChain("risk").append("silence", {**add, "id": "y", "comment": "later"}, later), KEY)
         client.service.hub.publish([("risk.audit", "risk", ahead)])
         await asyncio.sleep(0.3)  # a chance to apply it too early (can only miss a bug, not flake)
         assert len(engine.silences()) == before + 1
@@ -128,10 +137,13 @@ async def test_silences_wait_for_recovery_and_their_event_time() -> None:
 
 
 # ---- acknowledge / resolve forwarded to the worker holding the alert ------------------------
+PEER_SECRET = "unit-test-peer-secret-0001"
+
+
 async def test_alert_action_is_forwarded_to_the_owner(host: FakeHost) -> None:
-    owner = await make_client(host)
+    owner = await make_client(host, peer_secret=PEER_SECRET)
     stranger_host = FakeHost(build_pipeline(PipelineOptions(bar_ms=1000)))  # holds no alert
-    stranger = await make_client(stranger_host)
+    stranger = await make_client(stranger_host, peer_secret=PEER_SECRET)
     try:
         stranger.service.peers = lambda: [str(owner.make_url("")).rstrip("/")]
         alert = host.pipeline.alerts.alerts()[0]
@@ -147,7 +159,7 @@ async def test_alert_action_is_forwarded_to_the_owner(host: FakeHost) -> None:
         audit = [r for r in host.of("risk.audit") if r["kind"] == "alert"]
         assert audit[-1]["payload"]["acknowledged_by"] == "olga"
 
-        # the role is checked by the owner too: the caller's token goes along
+        # the role is checked (the signed request names it)
         resp = await stranger.post("/api/v1/alerts", headers=VIEWER, json={"alert_id": alert.id,
                                                                            "action": "resolve"})
         assert resp.status == 403
@@ -160,15 +172,23 @@ async def test_alert_action_is_forwarded_to_the_owner(host: FakeHost) -> None:
 
 
 async def test_unreachable_owner_is_503_not_404(host: FakeHost) -> None:
-    stranger = await make_client(FakeHost(build_pipeline(PipelineOptions(bar_ms=1000))))
+    stranger = await make_client(FakeHost(build_pipeline(PipelineOptions(bar_ms=1000))),
+                                 peer_secret=PEER_SECRET)
     try:
         stranger.service.peers = lambda: ["http://127.0.0.1:9"]  # discard port: nobody listens
         resp = await stranger.post("/api/v1/alerts", headers=OPER, json={"alert_id": "abc",
                                                                          "action": "acknowledge"})
         assert resp.status == 503 and "did not answer" in (await resp.json())["error"]
-        # a request forwarded once is answered where it lands (no ping-pong between workers)
-        resp = await stranger.post("/api/v1/alerts", headers={**OPER, "X-MevRisk-Forwarded-By": "1"},
-                                   json={"alert_id": "abc", "action": "acknowledge"})
+        # a request forwarded once (signed by a peer) is answered where it lands (no ping-pong)
+        from streams.api.peer_auth import PeerSigner
+
+        data = b'{"alert_id": "abc", "action": "acknowledge"}'
+        target = str(stranger.make_url("")).rstrip("/")
+        signed = PeerSigner(PEER_SECRET.encode()).sign("POST", target, "/api/v1/alerts", data,
+                                                       forwarded_by="http://127.0.0.1:1", actor="olga",
+                                                       role="operator")
+        resp = await stranger.post("/api/v1/alerts", headers={**signed, "Content-Type": "application/json"},
+                                   data=data)
         assert resp.status == 404
     finally:
         await stranger.close()
@@ -182,14 +202,14 @@ async def test_a_stale_copy_after_a_rebalance_is_not_acted_on(host: FakeHost) ->
     seen: list[tuple[str, dict[str, Any]]] = []
 
     async def owner_api(request: web.Request) -> web.Response:
-        seen.append((request.headers.get("Authorization", ""), await request.json()))
+        seen.append((request.headers.get("X-MevRisk-Actor", ""), await request.json()))
         return web.json_response({"message": "acknowledged by the owner"})
 
     owner_app = web.Application()
     owner_app.router.add_post("/api/v1/alerts", owner_api)
     owner = TestServer(owner_app)
     await owner.start_server()
-    stale = await make_client(host)
+    stale = await make_client(host, peer_secret=PEER_SECRET)
     host.pipeline.owned_partitions = frozenset({99})  # its inputs arrived on partition 0
     try:
         stale.service.peers = lambda: [str(owner.make_url("")).rstrip("/")]
@@ -197,7 +217,7 @@ async def test_a_stale_copy_after_a_rebalance_is_not_acted_on(host: FakeHost) ->
         resp = await stale.post("/api/v1/alerts", headers=OPER, json={"alert_id": alert.fingerprint,
                                                                       "action": "acknowledge"})
         assert resp.status == 200 and (await resp.json())["message"] == "acknowledged by the owner"
-        assert seen == [(OPER["Authorization"], {"alert_id": alert.fingerprint, "action": "acknowledge"})]
+        assert seen == [("olga", {"alert_id": alert.fingerprint, "action": "acknowledge"})]
         assert host.published == [] and not host.pipeline.alerts.alerts()[0].acknowledged
     finally:
         host.pipeline.owned_partitions = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -12,7 +13,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.notify import payloads
+from agents.notify import payloads, signing
 from agents.notify.config import Backoff, NotifyConfig, parse_config
 from agents.notify.delivery import Dispatcher, OutcomeRecord, backoff_delay
 from agents.notify.errors import InvalidAlertEvent
@@ -53,7 +54,8 @@ def _config(url: str, smtp_port: int | None = None, **extra: Any) -> NotifyConfi
     }
     data: dict[str, Any] = {
         "dashboard_url": "http://dash.test/dashboard",
-        "defaults": {"timeout_secs": 2, "max_attempts": 4, "backoff": FAST},
+        # allow_insecure: the loopback peers speak plain http:// and SMTP without TLS
+        "defaults": {"timeout_secs": 2, "max_attempts": 4, "backoff": FAST, "allow_insecure": True},
         "channels": channels,
         "grouping": {"group_wait_secs": 0, "group_interval_secs": 0},
     }
@@ -111,7 +113,8 @@ async def test_http_channels_receive_verifiable_payloads(receiver: Receiver) -> 
         await d.drain()
 
     [hook] = receiver.at("/hook")
-    assert payloads.verify(hook.body, SECRET, hook.headers["X-MevRisk-Signature"])
+    assert signing.verify(hook.body, SECRET, hook.headers["X-MevRisk-Signature"],
+                          hook.headers["X-MevRisk-Timestamp"], now_secs=time.time())
     assert hook.headers["Idempotency-Key"] == "evt-1"
     assert hook.headers["Content-Type"] == "application/json"
     assert orjson.loads(hook.body)["alerts"][0]["id"] == "alert-1"

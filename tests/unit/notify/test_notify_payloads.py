@@ -20,6 +20,7 @@ from tests.unit.notify.helpers import PD_KEY, SECRET, SMS_SID, SMS_TOKEN, make_e
 def _config() -> NotifyConfig:
     return parse_config({
         "dashboard_url": "http://dash.test/dashboard",
+        "defaults": {"allow_insecure": True},  # plain http:// test peers
         "channels": {
             "webhook": {"type": "webhook", "url": "http://r.test/hook",
                         "secret_env": "HOOK_SECRET"},
@@ -44,9 +45,14 @@ def _batch(channel: str, *events: dict[str, Any], kind: str = "single") -> Batch
                     flush_ms=1, group_key=(("alertname", "VaR95Breach"), ("portfolio", "alpha")))
 
 
+NOW_S = 1_795_000_100
+
+
 def test_webhook_signature_verifies_with_shared_secret() -> None:
-    req = payloads.webhook_request(_batch("webhook"), CFG.channels["webhook"], CFG)
-    expected = hmac.new(SECRET.encode(), req.body, hashlib.sha256).hexdigest()
+    req = payloads.webhook_request(_batch("webhook"), CFG.channels["webhook"], CFG, now_secs=NOW_S)
+    signed = f"{NOW_S}.".encode() + req.body
+    expected = hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+    assert req.headers["X-MevRisk-Timestamp"] == str(NOW_S)
     assert req.headers["X-MevRisk-Signature"] == f"sha256={expected}"
     assert req.headers["Idempotency-Key"] == "evt-1"
     body = orjson.loads(req.body)
@@ -56,8 +62,8 @@ def test_webhook_signature_verifies_with_shared_secret() -> None:
 
 
 def test_webhook_body_is_deterministic() -> None:
-    a = payloads.webhook_request(_batch("webhook"), CFG.channels["webhook"], CFG)
-    b = payloads.webhook_request(_batch("webhook"), CFG.channels["webhook"], CFG)
+    a = payloads.webhook_request(_batch("webhook"), CFG.channels["webhook"], CFG, now_secs=NOW_S)
+    b = payloads.webhook_request(_batch("webhook"), CFG.channels["webhook"], CFG, now_secs=NOW_S)
     assert a.body == b.body and a.headers == b.headers
 
 

@@ -14,6 +14,7 @@ SEC = 1000
 
 def _config(**extra: Any) -> NotifyConfig:
     data: dict[str, Any] = {
+        "defaults": {"allow_insecure": True},  # plain http:// test URLs
         "channels": {
             "slack": {"type": "slack", "url": "http://x/slack"},
             "email": {"type": "email", "host": "h", "from_addr": "f@x", "to": ["t@x"]},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agents.audit.chain import AuditChain
 from streams.recovery import OutputHeads
 
 
@@ -33,7 +34,9 @@ def test_a_taken_over_entity_keeps_its_own_head() -> None:
 
 def test_audit_chains_go_by_sequence() -> None:
     heads = OutputHeads()
-    heads.add("risk.audit", {"stream": "risk", "seq": 4})
+    chain = AuditChain("risk")
+    for i in range(5):
+        heads.add("risk.audit", chain.append("alert", {"i": i}, ts_ms=i))
     assert heads.already_published("risk.audit", {"stream": "risk", "seq": 4})
     assert not heads.already_published("risk.audit", {"stream": "risk", "seq": 5})
     assert not heads.already_published("risk.audit", {"stream": "notify", "seq": 0})

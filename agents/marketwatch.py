@@ -443,7 +443,9 @@ class MarketWatch:
         return {
             "version": STATE_VERSION,
             "assets": {n: {"prices": [list(p) for p in a.prices],
-                           "depth": {k: list(v) for k, v in sorted(a.depth.items())},
+                           # in the order the pools were first seen: depth and spread are float
+                           # sums over them, bit-identical after a restore only in that order
+                           "depth": [[k, *v] for k, v in a.depth.items()],
                            "depth_base": a.depth_base.to_list(), "spread": a.spread,
                            "anomaly": [list(x) for x in a.anomaly], "last_ts": a.last_ts}
                        for n, a in sorted(self._assets.items())},
@@ -461,7 +463,9 @@ class MarketWatch:
         for n, x in d["assets"].items():
             a = w._assets[str(n)] = _Asset()
             a.prices = deque((int(t), float(p)) for t, p in x["prices"])
-            a.depth = {str(k): (float(v[0]), float(v[1])) for k, v in x["depth"].items()}
+            pools = x["depth"].items() if isinstance(x["depth"], dict) else (  # dict: an older state
+                (row[0], row[1:]) for row in x["depth"])
+            a.depth = {str(k): (float(v[0]), float(v[1])) for k, v in pools}
             a.depth_base = _Baseline.from_list(x["depth_base"])
             a.spread, a.last_ts = float(x["spread"]), int(x["last_ts"])
             a.anomaly = deque((int(t), float(s), bool(f)) for t, s, f in x["anomaly"])

@@ -184,7 +184,6 @@ class RiskPipeline:
         self._rejects = 0  # tie-breaker of rejected records in the heap (their order is immaterial)
         self._source_max: dict[tuple[str, int], int | None] = {}
         self._source_wall: dict[tuple[str, int], float] = {}
-        self._last_offer_wall: float | None = None  # wall time of the last offer of any source
         self._clock: int | None = None  # event time up to which everything has been processed
         self._resuming = False
         """Set by ``agents.state.restore``: nothing is released until the market is offered again,
@@ -235,13 +234,6 @@ class RiskPipeline:
         self._source_max[source] = max(ts, self._source_max.get(source) or ts)
         self._note_key_time(topic, value, ts)
         if wall_s is not None:
-            if self._last_offer_wall is not None and wall_s - self._last_offer_wall >= self.idle_source_secs:
-                # every input was silent (a stalled process, a paused feed): one source's silence
-                # says nothing about the others then, so all start their idle time again here,
-                # or the first to speak would run the clock past the others' pending events
-                for waiting in self._source_max:
-                    self._source_wall[waiting] = wall_s
-            self._last_offer_wall = wall_s
             self._source_wall[source] = wall_s
         self._max_ts = ts if self._max_ts is None else max(self._max_ts, ts)
         if self._clock is not None and ts < self._clock:

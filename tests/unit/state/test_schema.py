@@ -26,7 +26,6 @@ KNOWN: dict[str, dict[str, str]] = {
         "admission": "market (assets) + p<N>", "alerts": "market + p<N>", "risk": "market + p<N>",
         "models": "market (ticks) + p<N> (portfolios)",
         "_source_wall": "wall clock of this process: restored sources start idling with the next tick",
-        "_last_offer_wall": "wall clock of this process (a restored pipeline has offered nothing yet)",
         "_resuming": "set by restore: nothing released until the market is offered again",
         "checkpoint_ms": "the restoring worker's setting (wiring)",
         "checkpoint_due": "handshake with the host (None between the host's pipeline calls)",

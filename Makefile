@@ -63,8 +63,9 @@ demo: install ## fresh local Kafka, one worker and the simulator with an inciden
 	$(BIN)/mevrisk topics create
 	@KAFKA_PORT=$(KAFKA_PORT) bash deploy/demo.sh
 
-test: install system-deps ## the whole suite and the packages' doctests against a real Kafka broker (started and stopped by the tests)
-	$(BIN)/python -m pytest
+TEST_PROCESSES ?= 2
+test: install system-deps ## the whole suite and the packages' doctests against a real Kafka broker per process (started and stopped by the tests); TEST_PROCESSES=1 runs it in one process
+	$(BIN)/python -m pytest --durations=30 $(if $(filter-out 1,$(TEST_PROCESSES)),-n $(TEST_PROCESSES) --dist loadfile)
 
 test-unit: install ## pure-core tests and the packages' doctests (no broker)
 	$(BIN)/python -m pytest tests/unit agents streams schemas

@@ -189,9 +189,9 @@ def simulator_checkpoint(seconds: float, seed: int) -> None:
         records = [(c.key, c.to_bytes(SECRET)) for c in parts]
         times.append((time.perf_counter() - t0) * 1000.0)
         t0 = time.perf_counter()
-        report = restore(ModelBundle(seed=0), records, SECRET)
+        restored = restore(ModelBundle(seed=0), records, SECRET)
         restore_times.append((time.perf_counter() - t0) * 1000.0)
-        assert not report.refused
+        assert not restored.refused
     sizes = {key: len(value) for key, value in records}
     print(f"model_checkpoint_sim_seconds={seconds:.0f} portfolios={len(bundle.portfolios)}")
     print(f"model_checkpoint_bytes={sum(sizes.values())}")
@@ -201,6 +201,11 @@ def simulator_checkpoint(seconds: float, seed: int) -> None:
     per_portfolio = statistics.median(times) / max(1, len(bundle.portfolios))
     print(f"model_checkpoint_ms_per_portfolio={per_portfolio:.1f}")
     print(f"model_restore_ms={statistics.median(restore_times):.1f}")
+    # the market block's model outputs (tick anomaly scores, volume ratio) added to every snapshot
+    last = next(iter(pipeline.latest_snapshots.values()))
+    copies = [{**last, "market": dict(last["market"])} for _ in range(2_000)]
+    print(f"market_block_keys={len(bundle.ticks.keys)}")
+    report("market_block", per_event_us(bundle.add_market, copies))
 
 
 if __name__ == "__main__":

@@ -194,21 +194,17 @@ def _report_from_replay(args: argparse.Namespace, bar_ms: int) -> dict[str, Any]
 
 
 def _report_from_topics(args: argparse.Namespace, bar_ms: int) -> dict[str, Any]:
-    from agents.reports.archive import merge_archived
-    from agents.reports.errors import ReportError
-    from agents.reports.model import ReportOptions, build_model
+    from agents.reports.day_model import model_for_day
+    from agents.reports.model import ReportOptions
     from streams.report_reader import read_day
 
     settings = get_settings()
     day = asyncio.run(read_day(settings.kafka_bootstrap_servers, args.date, settings.max_future_skew_ms))
     if day.malformed:
         print(f"report: skipped {day.malformed} malformed records", file=sys.stderr)
-    if not day.records["snapshots"]:  # older than risk.snapshots' retention: the day's archive
-        archived = merge_archived(day.archived, args.portfolio)
-        if archived is None:
-            raise ReportError(f"no snapshot and no archived report of {args.date} on the topics")
-        return archived
-    return build_model(day.records, args.date, args.portfolio, ReportOptions(bar_ms=bar_ms, source="topics"))
+    # older than risk.snapshots' retention: the day's archive from risk.reports
+    return model_for_day(day.records, day.archived, args.date, args.portfolio,
+                         ReportOptions(bar_ms=bar_ms, source="topics"))
 
 
 def _positive_int(text: str) -> int:

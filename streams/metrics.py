@@ -89,6 +89,12 @@ PORTFOLIO_ALERT_PROBABILITY = Gauge(
     "mevrisk_portfolio_alert_probability", "P(high or critical alert within the horizon).",
     ["portfolio"], registry=REGISTRY,
 )
+TICK_ANOMALY_SCORE = Gauge(
+    "mevrisk_tick_anomaly_score",
+    "Latest online tick anomaly score (0-1, flagged at 0.5) of an asset (price, liquidity) or chain (gas) "
+    "scored within the last minute of event time; from the snapshots' market.tick_anomaly.",
+    ["asset"], registry=REGISTRY,
+)
 ALERT_EVENTS = Counter(
     "mevrisk_alert_events_total", "Alert lifecycle events published, by transition and severity.",
     ["transition", "severity"], registry=REGISTRY,
@@ -102,6 +108,7 @@ _PORTFOLIO_SERIES = (
     (PORTFOLIO_ANOMALY_SCORE, ()), (PORTFOLIO_ALERT_PROBABILITY, ()),
 )
 _exported: set[str] = set()
+_tick_assets: set[str] = set()
 
 
 def forget_portfolios(keep: set[str]) -> list[str]:
@@ -151,6 +158,22 @@ def observe_snapshot(snapshot: dict) -> None:
     if anomaly:
         PORTFOLIO_ANOMALY_SCORE.labels(portfolio).set(anomaly["portfolio_score"])
         PORTFOLIO_ALERT_PROBABILITY.labels(portfolio).set(anomaly["alert_probability"])
+    market = snapshot.get("market")
+    if isinstance(market, dict) and isinstance(market.get("tick_anomaly"), dict):
+        observe_tick_anomaly(market["tick_anomaly"])
+
+
+def observe_tick_anomaly(scores: dict) -> None:
+    """Export the market block's recent tick anomaly scores (the same in every snapshot of a bar);
+    an asset that left it (quiet for a minute, or evicted) loses its series. Bounded by the assets
+    the engine admits (``agents.admission``) and the tick detector's key cap (``max_keys``)."""
+    for asset in sorted(_tick_assets - scores.keys()):
+        with contextlib.suppress(KeyError):
+            TICK_ANOMALY_SCORE.remove(asset)
+    for asset, score in scores.items():
+        TICK_ANOMALY_SCORE.labels(str(asset)).set(float(score))
+    _tick_assets.clear()
+    _tick_assets.update(str(a) for a in scores)
 
 
 for _transition in ("firing", "repeat", "escalated", "acknowledged", "silenced", "resolved"):

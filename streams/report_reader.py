@@ -11,6 +11,7 @@ start less ``MEVRISK_MAX_FUTURE_SKEW_MS``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,11 +53,13 @@ async def _read_topic(consumer: AIOKafkaConsumer, topic: str, since_broker_ms: i
     if since_broker_ms is not None:
         found = await consumer.offsets_for_times({tp: max(0, since_broker_ms) for tp in tps})
         start = {tp: end[tp] if found[tp] is None else found[tp].offset for tp in tps}
-    consumer.assign(tps)
-    for tp in tps:
-        consumer.seek(tp, start[tp])
     kept: list[dict[str, Any]] = []
     remaining = [tp for tp in tps if end[tp] > start[tp]]
+    if not remaining:  # nothing to read: no assignment, so no fetch left in flight at ``stop``
+        return kept
+    consumer.assign(remaining)
+    for tp in remaining:
+        consumer.seek(tp, start[tp])
     while remaining:
         batch = await consumer.getmany(*remaining, timeout_ms=1000)
         for tp, messages in batch.items():
@@ -76,6 +79,21 @@ async def _read_topic(consumer: AIOKafkaConsumer, topic: str, since_broker_ms: i
     return kept
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer, nudge_secs: float = 2.0) -> None:
+    """``consumer.stop()``, cancelling its fetch task again every ``nudge_secs`` until it ends.
+
+    Seen on a loaded broker (aiokafka 0.14): ``stop`` cancels the fetch task once, the task swallows
+    that cancellation while a fetch is in flight and then waits on that fetch for good, so ``stop``
+    never returned (``mevrisk report daily`` and the report route hung); a further cancel ends it."""
+    stopping = asyncio.ensure_future(consumer.stop())
+    while not (await asyncio.wait({stopping}, timeout=nudge_secs))[0]:
+        fetch_task = getattr(getattr(consumer, "_fetcher", None), "_fetch_task", None)  # no public hook
+        if fetch_task is not None and not fetch_task.done():
+            log.warning("report reader: the consumer's stop is stuck on a fetch; cancelling it again")
+            fetch_task.cancel()
+    stopping.result()
+
+
 async def read_day(bootstrap: str, date: str, skew_ms: int = 300_000) -> DayRecords:
     """Every record of ``date`` (UTC) the report needs, read once from the broker at ``bootstrap``."""
     start_ms, end_ms = day_bounds(date)
@@ -87,15 +105,18 @@ async def read_day(bootstrap: str, date: str, skew_ms: int = 300_000) -> DayReco
             return isinstance(ts, int) and not isinstance(ts, bool) and start_ms <= ts < end_ms
         return keep
 
-    consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        for kind, topic in (("snapshots", SNAPSHOTS), ("alerts", ALERTS), ("controls", CONTROLS),
-                            ("dlq", DLQ), ("strategy_stats", STRATEGY_STATS)):
-            out.records[kind] = await _read_topic(consumer, topic, start_ms - skew_ms, in_day(kind), out)
-        out.archived = await _read_topic(consumer, REPORTS, None,
-                                         lambda v: v.get("date") == date, out)
-    finally:
-        await consumer.stop()
+    async def read(topic: str, since_ms: int | None, keep: Callable[[dict[str, Any]], bool]
+                   ) -> list[dict[str, Any]]:
+        consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return await _read_topic(consumer, topic, since_ms, keep, out)
+        finally:
+            await stop_consumer(consumer)
+
+    for kind, topic in (("snapshots", SNAPSHOTS), ("alerts", ALERTS), ("controls", CONTROLS),
+                        ("dlq", DLQ), ("strategy_stats", STRATEGY_STATS)):
+        out.records[kind] = await read(topic, start_ms - skew_ms, in_day(kind))
+    out.archived = await read(REPORTS, None, lambda v: v.get("date") == date)
     out.records["audit"] = await read_audit_topic(bootstrap)
     return out

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-TEST_BROKER_PORT = int(os.environ.get("MEVRISK_TEST_BROKER_PORT", "19092"))
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+"""Index of this pytest-xdist process (0 without xdist): each process runs its own broker."""
+TEST_BROKER_PORT = int(os.environ.get("MEVRISK_TEST_BROKER_PORT", "19092")) + 10 * XDIST_WORKER
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 # ---- Hypothesis ------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ from typing import Any
 
 from agents.anomaly.errors import ModelStateError
 from agents.anomaly.forecast import RISK_LEVELS, AlertForecaster
-from agents.anomaly.portfolio import PortfolioAnomalyScorer, PortfolioScore, snapshot_features
+from agents.anomaly.importance import level_model_importance
+from agents.anomaly.portfolio import PortfolioAnomalyScorer, PortfolioScore, model_features
 from agents.anomaly.ticks import TickAnomalyDetector, TickScore, tick_key
 from agents.anomaly.varcast import VarForecaster
 
@@ -127,6 +128,9 @@ class ModelBundle:
     1
     """
 
+    tick_recent_ms = 60_000
+    """A tick key's latest score is in the snapshot's ``market.tick_anomaly`` for this long (event time)."""
+
     def __init__(
         self,
         *,
@@ -191,20 +195,21 @@ class ModelBundle:
         """
         models = self.portfolio(portfolio)
         ts_ms = snapshot.get("ts_ms")
+        self.add_market(snapshot)
+        features = model_features(snapshot)
         has_var = any(k in snapshot for k in ("var_95", "var_95_usd"))
         if models.covers(ts_ms):
             peeked = models.anomaly.peek_one(snapshot)
-            p_alert = models.forecaster.score_one(peeked.features)
-            return self._ml_block(models, peeked, p_alert, has_var)
+            p_alert = models.forecaster.score_one(features)
+            return self._ml_block(models, peeked, features, p_alert, has_var)
         scored: PortfolioScore = models.anomaly.process_one(snapshot)
-        features = snapshot_features(snapshot)
         if isinstance(ts_ms, int):  # predicts and buffers for the delayed label
             p_alert = models.forecaster.observe(ts_ms, features)
         else:
             p_alert = models.forecaster.score_one(features)
         if has_var:
             models.varcast.learn_one(snapshot)
-        out = self._ml_block(models, scored, p_alert, has_var)
+        out = self._ml_block(models, scored, features, p_alert, has_var)
         if scored.is_warm:
             models.recent_flags.append(scored.is_anomaly)
             models.recent_levels.append(out["anomaly_detection"]["risk_level"])
@@ -217,12 +222,28 @@ class ModelBundle:
         """The block for a coalesced snapshot between bars: the portfolio's last prediction
         (the models learn and predict once per bar); the first snapshot of a portfolio is scored."""
         models = self.portfolio(portfolio)
-        return dict(models.last) if models.last is not None else self.on_snapshot(portfolio, snapshot)
+        if models.last is None:
+            return self.on_snapshot(portfolio, snapshot)
+        self.add_market(snapshot)
+        return dict(models.last)
+
+    def add_market(self, snapshot: dict[str, Any]) -> None:
+        """Add the market-wide model outputs to the snapshot's ``market`` block (when it has one):
+        ``tick_anomaly`` = {asset or chain: score} of the tick keys scored warm within
+        ``tick_recent_ms`` of event time before ``snapshot["ts_ms"]``, and ``volume_ratio`` (traded
+        volume, latest / EWMA) once some liquidity tick reported ``volume_usd``."""
+        market, ts_ms = snapshot.get("market"), snapshot.get("ts_ms")
+        if not isinstance(market, dict) or isinstance(ts_ms, bool) or not isinstance(ts_ms, int):
+            return
+        market["tick_anomaly"] = self.ticks.recent_scores(ts_ms, self.tick_recent_ms)
+        volume_ratio = self.ticks.volume_ratio()
+        if volume_ratio is not None:
+            market["volume_ratio"] = volume_ratio
 
     def _ml_block(
-        self, models: PortfolioModels, scored: PortfolioScore, p_alert: float, has_var: bool
+        self, models: PortfolioModels, scored: PortfolioScore, features: dict[str, float], p_alert: float,
+        has_var: bool,
     ) -> dict[str, Any]:
-        features = scored.features
         detection = anomaly_detection(scored.score, warm=scored.is_warm, threshold=models.anomaly.threshold)
         classification = risk_classification(models.forecaster.level_probabilities(features))
         return {
@@ -291,7 +312,8 @@ class ModelBundle:
 
     # -- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """Model status for the health API (samples, warm-up, recent rates, levels)."""
+        """Model status for the health API (samples, warm-up, recent rates, levels) and, per portfolio,
+        the risk-level classifier's feature importance (:mod:`agents.anomaly.importance`)."""
         tick_rate = (
             sum(self.recent_tick_flags) / len(self.recent_tick_flags) if self.recent_tick_flags else 0.0
         )
@@ -308,6 +330,12 @@ class ModelBundle:
                     "risk_level_distribution": {lvl: levels.get(lvl, 0) for lvl in RISK_LEVELS},
                 },
                 "alert_forecast": m.forecaster.status(),
+                "risk_classification": {
+                    "samples_labelled": m.forecaster.n_labelled,
+                    "level_counts": dict(zip(RISK_LEVELS, m.forecaster.level_counts, strict=True)),
+                    "feature_importance": level_model_importance(m.forecaster.level_model),
+                    "feature_importance_method": "mean |weight| over levels, standardised inputs",
+                },
                 "var_forecast": {"samples_seen": m.varcast.n_seen, "warm": m.varcast.is_warm},
             }
         return {

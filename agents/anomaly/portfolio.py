@@ -7,6 +7,12 @@ Money amounts and gas enter as ``log1p`` (their scale moves by orders of
 magnitude), plus ``var95_to_exposure``; the hour of day enters as ``hour_sin`` /
 ``hour_cos`` (UTC, from ``ts_ms``).
 
+:func:`model_features` adds the seed's market features where the data has them, read from the
+snapshot's ``market`` block (:func:`market_features`): gas (gwei, over the chains the
+portfolio is exposed on), liquidity ratio, market correlation and volume ratio. They feed the
+alert forecaster and the risk-level classifier, not the anomaly scorer: a market event would
+flag every portfolio at once, and the tick detector already scores the market itself.
+
 :class:`PortfolioAnomalyScorer` scores one portfolio's snapshots with a robust
 z-score ensemble (:class:`~agents.anomaly.detectors.RobustZScorer`) over every
 feature except the hour of day (a z-score of a cyclical, uniform feature means
@@ -76,6 +82,68 @@ def snapshot_features(snapshot: dict[str, Any]) -> dict[str, float]:
         angle = 2.0 * math.pi * (ts % DAY_MS) / DAY_MS
         out["hour_sin"], out["hour_cos"] = math.sin(angle), math.cos(angle)
     return out
+
+
+#: features of the market block (``snapshot["market"]``), as the risk core and the bundle write it
+MARKET_FEATURES = ("gas_price_gwei", "liquidity_ratio", "market_correlation", "volume_ratio")
+
+
+def _portfolio_gas_gwei(snapshot: dict[str, Any], gas: Any) -> float | None:
+    """Mean gas (gwei) of the chains the portfolio is exposed on, weighted by its gross exposure
+    per chain; the plain mean over every chain when it holds nothing on a chain with gas data."""
+    if not isinstance(gas, dict):
+        return None
+    means: dict[str, float] = {}
+    for chain, stats in sorted(gas.items()):
+        mean = _value(stats, ("mean",)) if isinstance(stats, dict) else None
+        if mean is not None:
+            means[chain] = mean
+    if not means:
+        return None
+    exposure = snapshot.get("exposure_by_chain")
+    weights = {c: abs(_value(exposure, (c,)) or 0.0) for c in means} if isinstance(exposure, dict) else {}
+    total = sum(weights.values())
+    if total > 0:
+        return sum(means[c] * w for c, w in weights.items()) / total
+    return sum(means.values()) / len(means)
+
+
+def market_features(snapshot: dict[str, Any]) -> dict[str, float]:
+    """The seed's market features from the snapshot's ``market`` block (pure): ``gas_price_gwei``
+    (``log1p`` of :func:`_portfolio_gas_gwei`), ``liquidity_ratio``, ``market_correlation`` (mean
+    pairwise EWMA correlation) and ``volume_ratio``; a field the block lacks is absent.
+
+    >>> market_features({"market": {"gas_gwei": {"ethereum": {"mean": 20.0}, "base": {"mean": 0.1}},
+    ...                              "liquidity_ratio": 0.5, "correlation": 0.8, "volume_ratio": 2.0},
+    ...                  "exposure_by_chain": {"ethereum": 300.0, "base": 0.0}})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'gas_price_gwei': 3.044522437723423, 'liquidity_ratio': 0.5, 'market_correlation': 0.8,
+     'volume_ratio': 2.0}
+    """
+    market = snapshot.get("market")
+    if not isinstance(market, dict):
+        return {}
+    out: dict[str, float] = {}
+    gas = _portfolio_gas_gwei(snapshot, market.get("gas_gwei"))
+    if gas is not None:
+        out["gas_price_gwei"] = math.log1p(max(gas, 0.0))
+    for feature, field in (("liquidity_ratio", "liquidity_ratio"), ("market_correlation", "correlation"),
+                           ("volume_ratio", "volume_ratio")):
+        value = _value(market, (field,))
+        if value is not None:
+            out[feature] = value
+    return out
+
+
+def model_features(snapshot: dict[str, Any]) -> dict[str, float]:
+    """Inputs of the alert forecaster and the risk-level classifier: :func:`snapshot_features`
+    plus :func:`market_features` (a top-level field of the same name wins).
+
+    >>> f = model_features({"var_95": 1.0, "ts_ms": 0, "market": {"liquidity_ratio": 0.4}})
+    >>> f["liquidity_ratio"], f["hour_cos"]
+    (0.4, 1.0)
+    """
+    return {**market_features(snapshot), **snapshot_features(snapshot)}
 
 
 @dataclass(frozen=True, slots=True)

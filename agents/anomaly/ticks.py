@@ -22,6 +22,12 @@ tick look like a jump. To follow genuine regime changes, after
 ``max_consecutive_flags`` flagged ticks in a row on one key the extractor re-anchors
 on the new level and the detector learns the point (winsorised, so slowly).
 During warm-up every tick is learned and nothing is flagged.
+
+**Market view.** Each key also keeps its latest score with its event time, so the bundle can put
+the recent scores of every asset and chain into the snapshot's market block and ``/metrics``
+(:meth:`TickAnomalyDetector.recent_scores`), and each liquidity pool its traded volume
+(``volume_usd``, optional) for the seed's volume ratio (:meth:`TickAnomalyDetector.volume_ratio`).
+Both live in the detector, so the market-wide checkpoint carries them.
 """
 
 from __future__ import annotations
@@ -46,6 +52,22 @@ def _number(tick: dict[str, Any], field: str, *, positive: bool = False) -> floa
         bound = "> 0" if positive else ">= 0"
         raise InvalidFeatureInput(f"tick field {field!r} must be finite and {bound}, got {value!r}")
     return value
+
+
+def _volume(tick: dict[str, Any]) -> float | None:
+    """A liquidity tick's optional ``volume_usd`` (None when absent or another kind of tick)."""
+    if tick.get("kind") != "liquidity" or tick.get("volume_usd") is None:
+        return None
+    return _number(tick, "volume_usd")
+
+
+def tick_subject(key: str) -> str:
+    """What a tick key is about: the asset (price, liquidity) or the chain (gas).
+
+    >>> tick_subject("liquidity:ETH:uniswap-v3"), tick_subject("gas:ethereum")
+    ('ETH', 'ethereum')
+    """
+    return key.split(":", 2)[1]
 
 
 def tick_key(tick: dict[str, Any]) -> str:
@@ -178,14 +200,31 @@ class TickScore:
 
 
 class _KeyState:
-    __slots__ = ("detector", "extractor", "flag_run", "n_flagged", "n_seen")
+    """One key's models, its latest score (event time, score, flag) and, for a liquidity pool,
+    its traded volume (latest and EWMA, USD) for the seed's volume ratio."""
+
+    __slots__ = ("detector", "extractor", "flag_run", "last", "n_flagged", "n_seen", "volume",
+                 "volume_ewma")
 
     def __init__(self, extractor: TickFeatureExtractor, detector: Detector) -> None:
         self.extractor = extractor
         self.detector = detector
+        self._defaults()
+
+    def _defaults(self) -> None:
         self.n_seen = 0
         self.n_flagged = 0
         self.flag_run = 0
+        self.last: tuple[int, float, bool] | None = None
+        self.volume: float | None = None
+        self.volume_ewma: float | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        """Unpickle; a state pickled before a slot existed gets that slot's default."""
+        self._defaults()
+        slots = state[1] if isinstance(state, tuple) else state
+        for name, value in (slots or {}).items():
+            setattr(self, name, value)
 
 
 class TickAnomalyDetector:
@@ -220,6 +259,7 @@ class TickAnomalyDetector:
         feature_alpha: float = 0.02,
         min_dt_ms: int = 250,
         detector_params: dict[str, float] | None = None,
+        volume_alpha: float = 0.05,
     ) -> None:
         self.seed = seed
         self.method = method
@@ -230,6 +270,7 @@ class TickAnomalyDetector:
         self.feature_alpha = feature_alpha
         self.min_dt_ms = min_dt_ms
         self.detector_params = dict(detector_params or {})
+        self.volume_alpha = volume_alpha
         self._keys: OrderedDict[str, _KeyState] = OrderedDict()
         make_detector(method, seed=seed, **self.detector_params)  # fail fast on a bad method
 
@@ -271,11 +312,18 @@ class TickAnomalyDetector:
         if state is None:  # create=True always returns a state
             raise AnomalyError(f"no tick model state for {key!r}")
         reading = state.extractor.reading(tick)
+        volume = _volume(tick)
         features = state.extractor.features(tick, reading)
         score = state.detector.score_one(features)
         warm = state.n_seen >= self.warmup
         flagged = warm and score >= self.threshold
         state.n_seen += 1
+        if state.last is None or reading[0] >= state.last[0]:
+            state.last = (reading[0], score, flagged)
+            if volume is not None:
+                old = state.volume_ewma
+                state.volume = volume
+                state.volume_ewma = volume if old is None else old + self.volume_alpha * (volume - old)
         if not flagged:
             state.flag_run = 0
             state.extractor.accept(reading)
@@ -288,6 +336,46 @@ class TickAnomalyDetector:
             state.extractor.reanchor_reading(reading)
             state.detector.learn_one(features)
         return TickScore(key, score, True, warm, learned, features)
+
+    # -- market view ----------------------------------------------------------------
+    def recent_scores(self, now_ms: int, window_ms: int) -> dict[str, float]:
+        """``{asset or chain: score}``: per subject (:func:`tick_subject`), the highest latest score
+        of its warm keys whose latest tick is at most ``window_ms`` older than ``now_ms``
+        (event time); a key still warming up or gone quiet is left out.
+
+        >>> det = TickAnomalyDetector(warmup=0)
+        >>> _ = det.process_one({"kind": "gas", "chain": "ethereum", "ts_ms": 1_000, "base_fee_gwei": 9.0})
+        >>> det.recent_scores(2_000, 60_000), det.recent_scores(90_000, 60_000)
+        ({'ethereum': 0.0}, {})
+        """
+        out: dict[str, float] = {}
+        for key, state in self._keys.items():
+            last = state.last
+            if last is None or state.n_seen <= self.warmup or last[0] < now_ms - window_ms:
+                continue
+            subject = tick_subject(key)
+            out[subject] = max(out.get(subject, 0.0), last[1])
+        return dict(sorted(out.items()))
+
+    def volume_ratio(self) -> float | None:
+        """Traded volume: total latest / total EWMA over the liquidity pools that report
+        ``volume_usd`` (the seed's volume ratio; 1.0 = as usual); None before any volume.
+
+        >>> det = TickAnomalyDetector(volume_alpha=0.5)
+        >>> for v in (100.0, 100.0, 400.0):
+        ...     _ = det.process_one({"kind": "liquidity", "asset": "ETH", "pool": "p", "ts_ms": 1,
+        ...                          "depth_usd": 1e6, "spread_bps": 5.0, "volume_usd": v})
+        >>> det.volume_ratio()  # 400 / EWMA(100, 100, 400) = 400 / 250
+        1.6
+        """
+        latest = ewma = 0.0
+        seen = False
+        for state in self._keys.values():
+            if state.volume is not None and state.volume_ewma is not None:
+                latest, ewma, seen = latest + state.volume, ewma + state.volume_ewma, True
+        if not seen:
+            return None
+        return latest / ewma if ewma > 0 else 1.0
 
     # -- status ---------------------------------------------------------------------
     @property

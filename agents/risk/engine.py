@@ -443,14 +443,18 @@ class RiskEngine:
         return firm_overview(snapshots, columns, self.window.scenarios(n), correlation, self.config.rating)
 
     def market_summary(self) -> dict[str, Any]:
-        """Gas per chain (gwei mean/p95/max), market volatility and liquidity ratio."""
+        """Gas per chain (gwei mean/p95/max), market volatility, liquidity ratio and market
+        ``correlation``: the mean pairwise EWMA correlation of the assets' returns (0 below 2 assets)."""
         n = len(self.assets)
         cov = self.ewma.covariance(n)
         vols = np.sqrt(np.clip(np.diag(cov), 0, None)) if n else np.zeros(0)
+        corr = self.ewma.correlation(n) if n > 1 else np.zeros((0, 0))
+        pairs = corr[np.triu_indices(n, 1)] if n > 1 else np.zeros(0)
         return {"gas_gwei": self.gas.stats(),
                 "volatility": _f(float(vols.mean()) * math.sqrt(self.config.vol_horizon()))
                 if vols.size else 0.0,
                 "liquidity_ratio": _f(self.liquidity.liquidity_ratio()),
+                "correlation": _f(float(pairs.mean())) if pairs.size else 0.0,
                 "bars": self.window.bars_seen, "assets": n}
 
     def strategy_health(self, strategy: str, now_ms: int | None = None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from streams.api.auth import ANONYMOUS, ApiConfigError, Principal, RateLimiter, 
 from streams.api.common import ApiError, Handler, Route, json_response, read_body
 from streams.api.config import ApiSettings
 from streams.api.peer_auth import PEER_HEADERS, PeerAuthError, PeerSigner
+from streams.api.report_links import LinkSigner
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class Access:
     def __init__(self, settings: ApiSettings, tokens: TokenStore, signer: PeerSigner | None = None) -> None:
         self.settings, self.tokens, self.signer = settings, tokens, signer
         self.limiter = RateLimiter(settings.rate_per_sec, settings.rate_burst)
+        self.links = LinkSigner.from_secret(settings.peer_secret.get_secret_value())
+        """Signs and checks the links of routes with ``signed_link`` (report pages)."""
         self.own_url: Callable[[], str | None] = lambda: None
         """This worker's base URL as its peers address it (``register_views``); None: from ``Host``."""
 
@@ -98,6 +101,8 @@ class Access:
         try:
             if any(h in request.headers for h in PEER_HEADERS):
                 principal = await self.authenticate_peer(request)
+            elif route.signed_link and "sig" in request.query:
+                principal = self.links.verify(request.path, request.query)
             else:
                 principal = self.authenticate(request, route.role)
         except ApiError as e:

@@ -41,6 +41,9 @@ class Route:
     handler: str
     role: Role | None
     """Least role needed; None: open (dashboard assets, OpenAPI document)."""
+    signed_link: bool = False
+    """A request carrying ``sig`` in its query is admitted by a signed link
+    (``streams.api.report_links``) instead of a bearer token."""
 
 
 def flag(value: str | None, name: str) -> bool:

@@ -12,11 +12,12 @@ from aiohttp import web
 from streams import supervision
 from streams.api import shape
 from streams.api.auth import Principal, Role
-from streams.api.common import Route, json_response
+from streams.api.common import ApiError, Route, json_response
 from streams.api.state import ApiState
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/health", "health", Role.VIEWER),
+    Route("GET", "/api/v1/models", "models", Role.VIEWER),
 )
 
 
@@ -33,6 +34,15 @@ class HealthViews:
             "ml_predictor": ml,
             "data_pipeline": "no_data" if not sources else ("degraded" if stale else "up"),
         }
+
+    async def models(self, request: web.Request, who: Principal) -> web.StreamResponse:
+        """The online models of this worker: samples, warm-up, recent anomaly rate, risk-level
+        distribution, forecast skill and the risk-level classifier's feature importance."""
+        self.state.require_pipeline()
+        status = self.state.host.model_status()
+        if status is None:
+            raise ApiError(404, "no online models run on this worker")
+        return json_response({"ts_ms": self.state.watermark(), **status})
 
     async def health(self, request: web.Request, who: Principal) -> web.StreamResponse:
         self.state.require_pipeline()

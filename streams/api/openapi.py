@@ -69,6 +69,8 @@ SCHEMAS: dict[str, Any] = {
                          "alert_rules": INT}),
         "watermark_ms": INT, "pipeline": OBJ, "sources": {"type": "array", "items": OBJ},
         "stale_sources": {"type": "array", "items": STR}, "rule_errors": OBJ}),
+    "Models": _obj({"state_version": INT, "models_loaded": INT, "total_predictions": INT, "ticks": OBJ,
+                    "portfolios": OBJ}, {"ts_ms": {"type": ["integer", "null"]}}),
     "Alert": _obj({"id": STR, "fingerprint": STR, "rule_name": STR, "severity": STR, "timestamp": STR,
                    "message": STR, "status": STR, "state": STR, "acknowledged": BOOL, "resolved": BOOL},
                   {"data": OBJ, "labels": OBJ, "annotations": OBJ, "startsAt": STR, "endsAt": STR,
@@ -147,6 +149,15 @@ SCHEMAS: dict[str, Any] = {
     "SeedVarData": {"anyOf": [_ref("NoData"), _obj({
         "var_95": NUM, "var_99": NUM, "expected_shortfall_95": NUM, "expected_shortfall_99": NUM,
         "confidence_level": STR, "var_trend": {"type": "array", "items": OBJ}, "last_update": STR})]},
+    "DailyReport": _obj({"schema": STR, "date": STR, "start_ms": INT, "end_ms": INT, "source": STR,
+                         "portfolios": {"type": "array", "items": _obj({"portfolio": STR}, {
+                             "figures": OBJ, "limits": OBJ, "alerts": {"type": "array", "items": OBJ},
+                             "mttx": OBJ, "controls": {"type": "array", "items": OBJ}, "backtest": OBJ,
+                             "stress": OBJ, "strategies": {"type": "array", "items": OBJ}})},
+                         "audit": OBJ},
+                        {"portfolio_filter": NULLABLE_STR, "firm": OBJ, "data_quality": OBJ}),
+    "ReportLink": _obj({"url": STR, "expires_in_secs": NUM, "date": STR, "portfolio": NULLABLE_STR,
+                        "format": STR}),
     "SeedStressTests": {"anyOf": [_ref("NoData"), _obj({
         "scenarios": {"type": "object", "additionalProperties": _obj(
             {"total_impact": NUM, "impact_percentage": NUM, "worst_position": NULLABLE_STR,
@@ -163,7 +174,8 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "invalid request", 401: "missing or unknown token",
             403: "role too low or mutations disabled",
             404: "no data yet / not found", 413: "request body too large", 429: "rate limited",
-            503: "pipeline not running yet"}
+            503: "pipeline not running yet (reports: another report is being built, or the topics "
+                 "cannot be read)"}
     return {str(c): _json("Error", text[c]) for c in codes}
 
 
@@ -208,6 +220,17 @@ DELIVERY_PARAMS = [
 ]
 
 
+REPORT_PARAMS = [
+    {"name": "date", "in": "query", "required": True, "schema": {"type": "string", "format": "date"},
+     "description": "UTC day YYYY-MM-DD (event time)"},
+    _q("portfolio", STR, "one portfolio (default: every portfolio of the day)"),
+    _q("format", {"type": "string", "enum": ["html", "pdf", "json"], "default": "html"}, "output format"),
+    _q("actor", STR, "signed link: the actor it was signed for"),
+    _q("expires", INT, "signed link: Unix seconds it expires at"),
+    _q("sig", STR, "signed link: HMAC-SHA256 of the path and query"),
+]
+
+
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/v1/openapi.json": {"get": {"summary": "This document", "x-role": "open",
@@ -239,6 +262,8 @@ def document() -> dict[str, Any]:
         "/api/v1/predictions": {"get": _get("Anomaly scores (404 while no scorer runs)", "Predictions",
                                             [PORTFOLIO_Q])},
         "/api/v1/health": {"get": _get("Monitors of the monitors", "Health", not_found=False)},
+        "/api/v1/models": {"get": _get("Online models of this worker, with the risk-level classifier's "
+                                       "feature importance (404 while none run)", "Models")},
         "/api/v1/alerts": {
             "get": _get("Alerts, newest first", "Alerts", ALERT_PARAMS, not_found=False),
             "post": _write("Acknowledge or resolve an alert", "AlertAction", "Message", "operator",
@@ -249,6 +274,22 @@ def document() -> dict[str, Any]:
                 _q("start_ms", TS_MS, "alerts that fired at or after (ms)"),
                 _q("end_ms", TS_MS, "alerts that fired before (ms)"),
                 _q("portfolio", STR, "portfolio label")], not_found=False)},
+        "/api/v1/reports/daily": {"get": {
+            "summary": "The daily risk and compliance report of a UTC day (event time), as `mevrisk report "
+                       "daily` builds it from the topics; one report at a time per worker (503 when busy). "
+                       "A signed link from /api/v1/reports/daily/link (actor, expires, sig) stands in for "
+                       "the bearer token",
+            "x-role": "viewer", "parameters": REPORT_PARAMS,
+            "responses": {"200": {"description": "the report", "content": {
+                "text/html": {"schema": STR},
+                "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}},
+                "application/json": {"schema": _ref("DailyReport")}}},
+                **_errors(400, 401, 403, 404, 429, 503)}}},
+        "/api/v1/reports/daily/link": {"get": {
+            **_get("A signed URL of the daily report a browser can follow without a bearer header "
+                   "(valid for expires_in_secs, for this report only)", "ReportLink", REPORT_PARAMS[:3],
+                   not_found=False),
+            "responses": {"200": _json("ReportLink", "OK"), **_errors(400, *READ_ERRORS)}}},
         "/api/v1/silences": {
             "get": _get("Silences", "Silences", not_found=False),
             "post": _write("Create a silence", "NewSilence", "SilenceCreated", "operator", status="201")},

@@ -8,8 +8,8 @@ pipeline under the host's lock (``HostReads.apply``) and publish what it returns
 controls and audit records, each audit record carrying the actor).
 
 One module per resource: ``risk``, ``alerts`` (with deliveries and rules), ``silences``,
-``controls``, ``health``, ``stream``, ``pages`` (dashboard, OpenAPI, whoami); each lists its
-``ROUTES`` and a class holding their handlers.
+``controls``, ``health``, ``stream``, ``reports`` (daily report), ``pages`` (dashboard, OpenAPI,
+whoami); each lists its ``ROUTES`` and a class holding their handlers.
 
 Several workers (``streams.api.peers``): an acknowledge/resolve of an alert this worker does not
 hold, and a control on a scope whose input partition it does not own, are forwarded over HTTP to
@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.api import alerts, controls, health, pages, risk, seed, silences, stream
+from streams.api import alerts, controls, health, pages, reports, risk, seed, silences, stream
 from streams.api.access import Access, allowed_host_names, host_guard, peer_signer
 from streams.api.auth import TokenStore
 from streams.api.common import ApiError, Handler, Route, json_response
@@ -39,7 +39,7 @@ __all__ = ["FORWARDED", "ROUTES", "ApiError", "ApiService", "Route", "build_aioh
 
 ROUTES: tuple[Route, ...] = (
     *pages.ROUTES, *risk.ROUTES, *health.ROUTES, *alerts.ROUTES, *silences.ROUTES,
-    *controls.ROUTES, *stream.ROUTES, *seed.ROUTES,
+    *controls.ROUTES, *stream.ROUTES, *seed.ROUTES, *reports.ROUTES,
     *pages.CATCH_ALL,  # last: JSON 404 for any other path (or method) under /api/v1
 )
 
@@ -56,12 +56,13 @@ class ApiService:
         self.state = ApiState(host, hub, settings)
         self._peers = Peers(self.state, signer)
         self.silences = silences.SilenceViews(self.state, self._peers)
+        self.reports = reports.ReportViews(self.access.links)
         resources: list[object] = [
             pages.PageViews(tokens, openapi), risk.RiskViews(self.state),
             health.HealthViews(self.state, lambda: self._peers.urls()),
             alerts.AlertViews(self.state, self._peers, rules_path), self.silences,
             controls.ControlViews(self.state, self._peers), stream.StreamViews(self.state),
-            seed.SeedViews(self.state),
+            seed.SeedViews(self.state), self.reports,
         ]
         self._handlers: dict[str, Handler] = {}
         for route in ROUTES:

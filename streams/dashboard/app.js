@@ -250,15 +250,122 @@ function renderDeliveries(rows) {
     : [el("tr", {}, el("td", { colspan: "6", class: "muted" }, "no notification sent yet"))]));
 }
 
-// ---- loading ---------------------------------------------------------------------------
-async function loadRisk() {
-  let o = await api(withPortfolio("/api/v1/risk/overview"));
-  if (o.ok && o.body.scope === "firm" && (o.body.portfolios || []).length) {
-    // without ?portfolio= the API answers for the firm: this page shows one portfolio (the first)
-    state.portfolio = o.body.portfolios[0];
-    o = await api(withPortfolio("/api/v1/risk/overview"));
+const dayOf = (ms) => new Date(ms).toISOString().slice(0, 10);
+const minutes = (secs) => (secs == null ? "–" : secs < 120 ? secs.toFixed(0) + " s" : (secs / 60).toFixed(1) + " min");
+
+function reportPath(day, portfolio) {
+  return "/api/v1/reports/daily?" + new URLSearchParams({ date: day, portfolio, format: "html" }).toString();
+}
+
+// A report link carries no bearer header when followed: ask for a signed, short-lived URL of it
+// and go there (the plain href still works where reads are open).
+async function openReport(ev) {
+  ev.preventDefault();
+  const a = ev.currentTarget;
+  const query = new URLSearchParams({ date: a.dataset.date, portfolio: a.dataset.portfolio, format: "html" });
+  const r = await api("/api/v1/reports/daily/link?" + query.toString());
+  if (!r.ok) { showError("report link failed: " + ((r.body || {}).error || r.status)); return; }
+  window.location.assign(r.body.url);
+}
+
+function renderFirm(f) {
+  $("firm-exposure").textContent = usd(f.total_exposure) + " (net " + usd(f.net_exposure) + ")";
+  $("firm-var").textContent = usd(f.var_95) + " / " + usd(f.var_99);
+  $("firm-es").textContent = usd(f.expected_shortfall_95) + " / " + usd(f.expected_shortfall_99);
+  $("firm-div").textContent = usd(f.diversification_95) + " / " + usd(f.diversification_99);
+  const rating = $("firm-rating");
+  rating.textContent = f.portfolio_risk_rating || "–";
+  rating.className = "figure rating-" + (f.portfolio_risk_rating || "");
+  $("firm-sub").textContent = (f.portfolios || []).length + " portfolios · " + f.active_positions +
+    " positions · " + f.alerts + " open alerts · " + time(f.ts_ms) + " (VaR of the joint P&L, not a sum)";
+  for (const n of f.portfolios || []) state.portfolios.add(n);
+  const day = dayOf(f.ts_ms);  // today in event time: the day of the newest snapshot
+  $("firm-table").tBodies[0].replaceChildren(...(f.per_portfolio || []).map((p) => el("tr", { dataset: { portfolio: p.portfolio } },
+    el("td", {}, p.portfolio),
+    el("td", { class: "rating-" + (p.portfolio_risk_rating || "") }, p.portfolio_risk_rating || ""),
+    el("td", { class: "num" }, usd(p.total_exposure)), el("td", { class: "num" }, usd(p.var_95)),
+    el("td", { class: "num" }, usd(p.var_99)), el("td", { class: "num" }, String(p.portfolio_alerts ?? 0)),
+    el("td", {}, el("a", { class: "report-link", href: reportPath(day, p.portfolio),
+      dataset: { portfolio: p.portfolio, date: day }, onclick: openReport }, "report " + day)))));
+}
+
+function sparkline(id, series) {
+  const svg = $(id);
+  const ns = "http://www.w3.org/2000/svg";
+  svg.replaceChildren();
+  const all = series.flatMap((s) => s.values).filter((v) => v != null);
+  if (all.length < 2) return;
+  const lo = Math.min(...all), hi = Math.max(...all), span = Math.max(hi - lo, 1e-9);
+  for (const s of series) {
+    const n = s.values.length;
+    const pts = s.values.map((v, i) => (200 * i / Math.max(1, n - 1)).toFixed(1) + "," +
+      (38 - 36 * ((v ?? lo) - lo) / span).toFixed(1)).join(" ");
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", pts);
+    if (s.cls) line.setAttribute("class", s.cls);
+    svg.append(line);
   }
+}
+
+function direction(values) {
+  const v = values.filter((x) => x != null);
+  if (v.length < 2 || v[0] === v[v.length - 1]) return "→";
+  return v[v.length - 1] > v[0] ? "↑" : "↓";
+}
+
+function renderGlance(ro, vd, pos, al, st) {
+  if (ro && ro.risk_trend) {
+    const t = ro.risk_trend;
+    const last = t[t.length - 1] || {};
+    $("glance-risk-trend").textContent = (last.risk_rating || ro.risk_rating || "–") + " · VaR 95 " +
+      direction(t.map((p) => p.var_95)) + " over " + t.length + " snapshots";
+    sparkline("spark-risk", [{ values: t.map((p) => p.var_95) }]);
+    $("glance-sub").textContent = (ro.portfolio || "") + " · " + (ro.last_update || "").slice(11, 19);
+  }
+  if (vd && vd.var_trend) {
+    const t = vd.var_trend;
+    $("glance-var-trend").textContent = "VaR 99 " + usd(vd.var_99) + " " + direction(t.map((p) => p.var_99));
+    sparkline("spark-var", [{ values: t.map((p) => p.var_95) }, { values: t.map((p) => p.var_99), cls: "alt" }]);
+  }
+  if (pos && pos.positions) $("glance-high-risk").textContent = pos.high_risk_positions + " of " + pos.total_positions + " (risk above 5% of exposure)";
+  if (al && al.alerts) $("glance-unresolved").textContent = al.unresolved_alerts + " of " + al.total_alerts;
+  if (st && st.scenarios) {
+    const name = st.most_dangerous_scenario;
+    const r = (st.scenarios || {})[name];
+    $("glance-scenario").textContent = name && r ? name + ": " + usd(r.total_impact) + " (" + pct(r.impact_percentage) + ")" : "–";
+  }
+}
+
+function renderSummary(s) {
+  $("summary-mtta").textContent = minutes(s.mtta_seconds);
+  $("summary-mttr").textContent = minutes(s.mttr_seconds);
+  $("summary-response").textContent = s.average_response_time == null ? "–" : s.average_response_time.toFixed(1) + " min";
+  $("summary-sub").textContent = s.total_alerts + " alerts · " + s.active_alerts + " active · " + s.acknowledged_alerts + " acknowledged";
+  const sev = Object.entries(s.by_severity || {}).sort((a, b) => b[1] - a[1]);
+  const st = Object.entries(s.by_state || {});
+  const rows = [];
+  for (let i = 0; i < Math.max(sev.length, st.length); i++) {
+    const [sn, sc] = sev[i] || ["", ""];
+    const [tn, tc] = st[i] || ["", ""];
+    rows.push(el("tr", {}, el("td", { dataset: { severity: sn } }, sn ? el("span", { class: "sev sev-" + sn }, sn) : ""),
+      el("td", { class: "num" }, String(sc)), el("td", { dataset: { state: tn } }, tn), el("td", { class: "num" }, String(tc))));
+  }
+  $("summary-table").tBodies[0].replaceChildren(...rows);
+}
+
+// ---- loading ---------------------------------------------------------------------------
+async function loadFirm() {
+  const f = await api("/api/v1/risk/overview");  // without ?portfolio=: the firm
+  if (!f.ok) { $("firm-sub").textContent = (f.body || {}).error || "no data yet"; return; }
+  renderFirm(f.body);
+  // until someone picks one, this page's portfolio is the first in sorted order (as the API's default)
+  if (!state.portfolio && (f.body.portfolios || []).length) state.portfolio = f.body.portfolios[0];
+}
+
+async function loadRisk() {
+  const o = await api(withPortfolio("/api/v1/risk/overview"));
   if (!o.ok) { if (o.status === 404) $("rating-sub").textContent = (o.body || {}).error || "no data yet"; return; }
+  if (o.body.scope === "firm") return;  // no portfolio yet: loadFirm picks the first
   renderOverview(o.body);
   const [p, v, s, pr] = await Promise.all([
     api(withPortfolio("/api/v1/risk/positions")), api(withPortfolio("/api/v1/risk/var")),
@@ -267,11 +374,22 @@ async function loadRisk() {
   if (v.ok) { state.history = v.body.history || []; renderChart(); }
   if (s.ok) renderStress(s.body.stress_tests, s.body.worst_scenario);
   renderAnomaly(pr.ok ? pr.body : null);
+  await loadGlance();
+}
+
+// the original dashboard's fields, from its unversioned API (the seed's names and units)
+async function loadGlance() {
+  if (!state.portfolio) return;
+  const [ro, vd, pos, al, st] = await Promise.all([
+    api(withPortfolio("/api/risk-overview")), api(withPortfolio("/api/var-data")), api(withPortfolio("/api/positions")),
+    api(withPortfolio("/api/alerts")), api(withPortfolio("/api/stress-tests"))]);
+  renderGlance(ro.ok && ro.body, vd.ok && vd.body, pos.ok && pos.body, al.ok && al.body, st.ok && st.body);
 }
 
 async function loadAlerts() {
-  const r = await api("/api/v1/alerts?limit=100");
+  const [r, sm] = await Promise.all([api("/api/v1/alerts?limit=100"), api("/api/v1/alerts/summary")]);
   if (r.ok) renderAlerts(r.body.alerts);
+  if (sm.ok) renderSummary(sm.body);
 }
 
 async function loadOps() {
@@ -376,9 +494,11 @@ async function start() {
   if (!me.ok) { $("who").textContent = "token needed"; return; }
   $("who").textContent = me.body.name + " (" + me.body.role + ")";
   $("token-form").hidden = true;
+  await loadFirm();
   await Promise.all([loadRisk(), loadAlerts(), loadOps()]);
   stream();
   setInterval(loadOps, 5000);
+  setInterval(() => { loadFirm(); loadGlance(); }, 5000);
   setInterval(loadAlerts, 10000);
 }
 
@@ -394,6 +514,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("portfolio").addEventListener("change", (ev) => {
     state.portfolio = ev.target.value;
     state.chosen = true;
+    state.history = [];
     loadRisk();
   });
   $("control-form").addEventListener("submit", (ev) => {

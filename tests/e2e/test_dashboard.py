@@ -3,7 +3,9 @@ on a real broker, fed live by ``mevrisk simulate`` (which follows ``risk.control
 entry, live rating during a flash
 crash, acknowledge by click (confirmed through the API), halt a strategy from the page
 (confirmed through the API, then by the simulator: the halted strategy stops opening
-positions and sending bundles while the others carry on)."""
+positions and sending bundles while the others carry on); the firm view and the alert summary
+against the API's figures, the original dashboard's fields, and the daily report link of a
+portfolio followed to its report page."""
 
 from __future__ import annotations
 
@@ -132,6 +134,68 @@ def _assert_simulator_obeys_halt(where: Env, worker: Worker) -> None:
     assert opening and bidding, (free, opening, bidding)
 
 
+def _usd(x: float) -> str:
+    """The dashboard's money format (app.js ``usd``)."""
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:.2f}M $"
+    return f"{x / 1e3:.1f}k $" if abs(x) >= 1e3 else f"{x:.0f} $"
+
+
+def _text(page: Any, selector: str) -> str:
+    return str(page.text_content(selector) or "")
+
+
+def _assert_firm_summary_and_glance(page: Any, worker: Worker) -> None:
+    """With the inputs stopped, the firm view lists every portfolio the API's firm overview lists,
+    with the firm's exposure as the API gives it; the alert summary shows the API's counts; the
+    original dashboard's fields are filled in."""
+    def firm_matches() -> dict[str, Any] | None:
+        firm = api(worker, "/api/v1/risk/overview")
+        rows = "[...document.querySelectorAll('#firm-table tbody tr')].map(r => r.dataset.portfolio)"
+        shown = page.evaluate(rows)
+        exposure_shown = _text(page, "#firm-exposure").startswith(_usd(firm["total_exposure"]))
+        return firm if shown == firm["portfolios"] and exposure_shown else None
+
+    firm = wait_until(firm_matches, 30, "the firm view to show the API's firm overview")
+    assert firm["scope"] == "firm" and len(firm["portfolios"]) >= 2
+    assert _text(page, "#firm-div") != "–" and " / " in _text(page, "#firm-var")
+    assert _text(page, "#firm-rating") in ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+    def summary_matches() -> dict[str, Any] | None:
+        summary = api(worker, "/api/v1/alerts/summary")
+        cells = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll(
+            '#summary-table td[data-severity]')].filter(td => td.dataset.severity)
+            .map(td => [td.dataset.severity, Number(td.nextElementSibling.textContent)]))""")
+        return summary if cells == summary["by_severity"] else None
+
+    summary = wait_until(summary_matches, 30, "the alert summary to show the API's counts by severity")
+    assert summary["acknowledged_alerts"] >= 1  # the alert acknowledged from this page
+    assert _text(page, "#summary-mtta") != "–" and _text(page, "#summary-response").endswith("min")
+    for cell in ("#glance-risk-trend", "#glance-var-trend", "#glance-high-risk", "#glance-unresolved",
+                 "#glance-scenario"):
+        wait_js(page, f"document.querySelector('{cell}').textContent.trim() !== '–'", 30)
+    assert page.evaluate("document.querySelectorAll('#spark-var polyline').length") == 2
+    scenario = _text(page, "#glance-scenario")
+    assert scenario.split(":")[0] in api(worker, "/api/stress-tests")["scenarios"]
+
+
+def _follow_report_link(page: Any, worker: Worker) -> None:
+    """Click a portfolio's daily report link (a signed link: the browser sends no bearer header)
+    and see the report page of that portfolio; then come back to the dashboard."""
+    name = api(worker, "/api/v1/risk/overview")["portfolios"][-1]
+    link = f'#firm-table tr[data-portfolio="{name}"] a.report-link'
+    day = page.get_attribute(link, "data-date")
+    assert day == time.strftime("%Y-%m-%d", time.gmtime(START_MS / 1000))  # event time's day, not today's
+    with page.expect_navigation(url=lambda u: "/api/v1/reports/daily?" in u and "sig=" in u, timeout=180_000):
+        page.click(link)
+    page.wait_for_load_state("load")
+    body = page.text_content("body") or ""
+    assert name in body and day in body, body[:500]
+    page.screenshot(path=str(ARTIFACTS / "dashboard-report.png"), full_page=True)
+    page.go_back()
+    page.wait_for_selector("#firm-table tbody tr")
+
+
 def test_dashboard_live_ack_and_halt(env: Env, api_worker: Worker, tmp_path: Path) -> None:  # noqa: F811
     ARTIFACTS.mkdir(exist_ok=True)
     url = f"http://127.0.0.1:{api_worker.web_port}/"
@@ -191,6 +255,11 @@ def test_dashboard_live_ack_and_halt(env: Env, api_worker: Worker, tmp_path: Pat
             page.screenshot(path=str(ARTIFACTS / "dashboard-after-actions.png"), full_page=True)
             assert simulator.poll() is None, sim_log.read_text(errors="replace")[-2000:]
             _assert_simulator_obeys_halt(env, api_worker)
+            simulator.terminate()  # the figures below hold still once the inputs stop
+            simulator.wait(timeout=30)
+            _assert_firm_summary_and_glance(page, api_worker)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-firm.png"), full_page=True)
+            _follow_report_link(page, api_worker)
         finally:
             if simulator.poll() is None:
                 simulator.terminate()

@@ -93,20 +93,23 @@ def test_an_acknowledgement_survives_kill_9_with_state_checkpoints(
 
     config = tmp_path / "config"
     shutil.copytree(REPO_ROOT / "deploy" / "config", config)
-    (config / "rules.yaml").write_text(FAST_RULES)
+    # escalation 60 s after firing (~48 s): due at ~108 s, well after the acknowledgement (~73 s),
+    # and inside the second half, where it must not happen
+    rules = FAST_RULES.replace("{after: 25s,", "{after: 60s,")
+    assert rules != FAST_RULES
+    (config / "rules.yaml").write_text(rules)
     recording = tmp_path / "input.jsonl"
     env.mevrisk("simulate", "--seed", "11", "--rate", "150", "--duration", "150",
                 "--start-ms", str(START_MS), "--incident", "flash-crash@40s/20s", "--record", str(recording))
-    cut_ms = START_MS + 66_000
+    cut_ms = START_MS + 75_000
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     split_at(recording, cut_ms, first, second)
-    # one checkpoint (60 s), before the acknowledgement (~66 s, the end of the first half; the alert
-    # fires at ~48 s and would escalate 25 s later, at ~73 s): the restart restores it, replays the
-    # inputs after it and re-applies the acknowledgement from risk.audit. Paced (4x), so the watermark
-    # crosses 60 s well before the end of the first half (a backlog read at once moves it in one
-    # pipeline call, and the only checkpoint would then be taken at the acknowledgement's time). The
-    # idle heartbeat is off (WORKER_ENV), so the clock stays at or below 66 s until the second half:
-    # with the cut at 75 s it stopped near 73 s (75 s less the allowed lateness), at the escalation.
+    # one checkpoint (60 s), before the acknowledgement (~73 s, the watermark at the end of the first
+    # half less the allowed lateness): the restart restores it, replays the inputs after it and
+    # re-applies the acknowledgement from risk.audit. Paced (4x), so the watermark crosses 60 s well
+    # before the end of the first half (a backlog read at once moves it in one pipeline call, and the
+    # only checkpoint would then be taken at the acknowledgement's time); 15 s of input after the
+    # checkpoint, so some are still to replay at the restart even when the worker lagged the replay.
     worker_env = {**STATE_ENV, "MEVRISK_STATE_CHECKPOINT_SECS": "60", "MEVRISK_CONFIG_DIR": str(config),
                   "MEVRISK_API_TOKENS": '{"op-token": {"role": "operator", "name": "oncall-1"}}'}
 

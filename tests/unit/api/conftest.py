@@ -110,9 +110,22 @@ def settings(**overrides: Any) -> ApiSettings:
     return ApiSettings(**values)
 
 
+REPORT_DATE = "2025-12-01"
+"""The day ``tests.unit.reports.test_model._day_records`` records (portfolios alpha and beta)."""
+
+
+async def read_report_day(date: str) -> Any:
+    """The report route's reader in unit tests: a recorded day with known incidents; nothing else."""
+    from streams.report_reader import DayRecords  # imports the Faust app: only when a report is asked
+    from tests.unit.reports.test_model import _day_records
+
+    return DayRecords(records=_day_records() if date == REPORT_DATE else {k: [] for k in _day_records()})
+
+
 async def make_client(host: FakeHost, **overrides: Any) -> TestClient:
     hub = EventHub()
     service = build_service(host, settings(**overrides), hub)
+    service.reports.read_day = read_report_day  # no broker in unit tests
     client = TestClient(TestServer(build_aiohttp_app(service)))
     await client.start_server()
     client.service = service  # type: ignore[attr-defined]

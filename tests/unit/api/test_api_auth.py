@@ -9,7 +9,7 @@ import pytest
 
 from streams.api.auth import ApiConfigError, RateLimiter, Role, TokenStore, load_token_mapping
 from streams.api.views import ROUTES, Route
-from tests.unit.api.conftest import BEARER, TOKENS, FakeHost, make_client
+from tests.unit.api.conftest import BEARER, REPORT_DATE, TOKENS, FakeHost, make_client
 
 CALLERS = ("none", "bad", "viewer", "operator", "admin")
 ROLE_OF = {"viewer": Role.VIEWER, "operator": Role.OPERATOR, "admin": Role.ADMIN}
@@ -19,6 +19,8 @@ def _request(route: Route, host: FakeHost) -> tuple[str, dict[str, Any] | None]:
     """A concrete, valid request for the route."""
     path = route.path.replace("{name}", "app.js").replace("{silence_id}", "0000000000000000")
     path = path.replace("{tail:.*}", "no/such/thing")
+    if route.handler in ("daily_report", "daily_report_link"):
+        path += f"?date={REPORT_DATE}&format=json"
     alert = host.pipeline.alerts.alerts()[0]
     bodies: dict[str, dict[str, Any]] = {
         "act_on_alert": {"alert_id": alert.id, "action": "acknowledge", "comment": "on it"},

@@ -139,6 +139,30 @@ async def test_health_leaves_out_models_where_none_run(client, host: FakeHost) -
     host.pipeline.models = None
     body = await _json(client, "/api/v1/health")
     assert "models" not in body
+    body = await _json(client, "/api/v1/models", status=404)
+    assert "no online models" in body["error"]
+
+
+async def test_models_view_serves_feature_importance(client, host: FakeHost) -> None:
+    from tests.unit.anomaly.test_importance import _train
+
+    models = host.pipeline.models
+    assert models is not None, "the fixture's pipeline runs its online models"
+    # 100 s of data label nothing within the 15 min horizon: alpha gets a classifier that learned gas
+    models.portfolios["alpha"].forecaster = _train("gas_price_gwei")
+    body = await _json(client, "/api/v1/models")
+    alpha = body["portfolios"]["alpha"]["risk_classification"]["feature_importance"]
+    assert next(iter(alpha)) == "gas_price_gwei"
+    assert body["total_predictions"] == models.total_predictions > 0
+    assert set(body["portfolios"]) == set(models.portfolios)
+    for name, m in models.portfolios.items():
+        block = body["portfolios"][name]["risk_classification"]
+        assert block["samples_labelled"] == m.forecaster.n_labelled
+        importance = block["feature_importance"]
+        if m.forecaster.n_labelled:  # the weights of a model that learned: one per input, summing to 1
+            assert importance and abs(sum(importance.values()) - 1.0) < 1e-9
+        else:
+            assert importance == {}
 
 
 async def test_strategies_carry_trading_state(client, host: FakeHost) -> None:

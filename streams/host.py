@@ -41,6 +41,7 @@ from streams import kafka_clients, metrics
 from streams.api.hub import notify_listeners
 from streams.app import app
 from streams.codecs import dumps
+from streams.heartbeat import heartbeat_target_ms
 from streams.host_reads import HostReads
 from streams.sending import send_unless_stopping
 from streams.settings import get_settings
@@ -305,8 +306,9 @@ class PipelineHost(HostReads):
         idle = time.monotonic() - self.last_input_wall
         if idle < idle_secs or self.last_event_ts_ms == 0:
             return
+        to_ms = heartbeat_target_ms(self.last_event_ts_ms, int(time.time() * 1000), int(idle * 1000))
         async with self._lock:
-            outputs = self.pipeline.heartbeat(self.last_event_ts_ms + int(idle * 1000))
+            outputs = self.pipeline.heartbeat(to_ms)
             taken = await self._take_state_if_due(outputs)
         await self.publish(outputs)
         self._send_state(taken)

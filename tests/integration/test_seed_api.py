@@ -133,9 +133,16 @@ def _check_v1_reads(seed: SeedClient) -> None:
     unresolved = seed.get("/api/v1/alerts?unresolved_only=true&limit=1000")[1]["total_alerts"]
     assert overview["alerts"] == unresolved  # the count of unresolved alerts
     portfolio = overview["portfolios"][0]
-    one = seed.shape(f"/api/v1/risk/overview?portfolio={portfolio}", V1["/api/v1/risk/overview"])
+    one_path = f"/api/v1/risk/overview?portfolio={portfolio}"
 
-    positions = seed.shape(f"/api/v1/risk/positions?portfolio={portfolio}", V1["/api/v1/risk/positions"])
+    def same_snapshot() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+        # the worker keeps closing bars (the idle heartbeat): compare reads of one snapshot only
+        one = seed.shape(one_path, V1["/api/v1/risk/overview"])
+        positions = seed.shape(f"/api/v1/risk/positions?portfolio={portfolio}", V1["/api/v1/risk/positions"])
+        var = seed.shape(f"/api/v1/risk/var?portfolio={portfolio}", V1["/api/v1/risk/var"])
+        return (one, positions, var) if seed.get(one_path)[1] == one else None
+
+    one, positions, var = wait_until(same_snapshot, 60, "three reads of one snapshot")
     rows = positions["positions"]
     assert rows and positions["total_positions"] == len(rows) == one["active_positions"]
     assert positions["total_exposure"] == one["total_exposure"] > 0
@@ -146,7 +153,6 @@ def _check_v1_reads(seed: SeedClient) -> None:
                             rel_tol=1e-9, abs_tol=1e-12)
         assert 0.0 < row["confidence"] < 1.0
 
-    var = seed.shape(f"/api/v1/risk/var?portfolio={portfolio}", V1["/api/v1/risk/var"])
     assert (var["var_95"], var["var_99"]) == (one["var_95"], one["var_99"])
     assert var["expected_shortfall_95"] >= var["var_95"] and var["expected_shortfall_99"] >= var["var_99"]
     assert isinstance(var["confidence_level"], str) and var["confidence_level"]

@@ -176,6 +176,29 @@ class RiskPipeline:
     def watermark_ms(self) -> int:
         return self._clock or 0
 
+    @property
+    def buffered(self) -> int:
+        """Events offered and not yet released (waiting for the watermark)."""
+        return len(self._heap)
+
+    def market_ahead(self, wall_s: float) -> bool:
+        """The market ticks are not what holds the watermark back: every tick partition has offered
+        an event newer than the slowest active partitioned input that holds the clock (one that has
+        offered something within ``idle_source_secs`` of ``wall_s``). A feed reading the ticks may
+        then wait for the partitioned inputs without stopping the clock: they, or their idleness,
+        release the buffered ticks."""
+        ticks: list[int] = []
+        others: list[int] = []
+        for source, ts in self._source_max.items():
+            if source[0] == "mev.market.ticks":
+                if ts is None:
+                    return False
+                ticks.append(ts)
+            elif (ts is not None and self._holds_clock(source)
+                  and wall_s - self._source_wall.get(source, wall_s) < self.idle_source_secs):
+                others.append(ts)
+        return bool(ticks and others) and min(ticks) > min(others)
+
     # ---- inputs ------------------------------------------------------------
     def offer(
         self, topic: str, value: dict[str, Any], partition: int = 0, wall_s: float | None = None

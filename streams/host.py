@@ -70,6 +70,11 @@ class Pipeline(Protocol):
     @property
     def watermark_ms(self) -> int: ...
 
+    @property
+    def buffered(self) -> int: ...
+
+    def market_ahead(self, wall_s: float) -> bool: ...
+
     owned_partitions: frozenset[int] | None
     leader: bool
     latest_snapshots: dict[str, dict[str, Any]]
@@ -252,11 +257,22 @@ class PipelineHost(HostReads):
                         pipeline.checkpoint_due)
             CHECKPOINTS.labels("skipped").inc()
             return None
+        buffered = pipeline.buffered
+        if buffered > STATE_TAKE_MAX_BUFFERED:  # catching up: the blob would carry them all
+            log.warning("state checkpoint skipped at %d: %d events buffered (more than %d)",
+                        pipeline.checkpoint_due, buffered, STATE_TAKE_MAX_BUFFERED)
+            CHECKPOINTS.labels("skipped").inc()
+            return None
         from agents.state import take
 
         started = time.perf_counter()
-        blobs = await asyncio.to_thread(take, cast(Any, pipeline), self.assignment, secret=self.state_secret,
-                                        offsets=dict(self.next_offsets))
+        try:
+            blobs = await asyncio.to_thread(take, cast(Any, pipeline), self.assignment,
+                                            secret=self.state_secret, offsets=dict(self.next_offsets))
+        except Exception as exc:  # oversized, or a bug: the previous checkpoint still recovers
+            log.error("state checkpoint at %d not taken: %r", pipeline.checkpoint_due, exc)
+            CHECKPOINTS.labels("skipped").inc()
+            return None
         elapsed = time.perf_counter() - started
         TAKE_SECONDS.set(elapsed)
         CHECKPOINTS.labels("taken").inc()
@@ -378,6 +394,14 @@ def _crash_on_failure(recovery: asyncio.Future[None]) -> None:
 DEAD_LETTERED_TICKS_KEPT = 100_000
 """How many (partition, offset) of lettered ticks a worker remembers beyond those read back from
 ``risk.dlq`` at recovery (the oldest go first)."""
+
+MARKET_BACKLOG_EVENTS = 20_000
+"""Buffered events above which the market feed waits for the partitioned inputs when the ticks
+are ahead of them (``_wait_for_partitioned_inputs``)."""
+
+STATE_TAKE_MAX_BUFFERED = 100_000
+"""A state checkpoint instant reached with more buffered events than this is skipped (the blob
+would carry them all; the next instant is tried)."""
 
 AUDIT_LOOKBACK_MS = 300_000
 """After a state restore, ``risk.audit`` is read from this long before the checkpoint was written
@@ -648,9 +672,23 @@ async def replicate_market_feed() -> None:
                                      message.offset)
                     if generation != host.generation:
                         break
+                await _wait_for_partitioned_inputs(generation)
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
+
+
+async def _wait_for_partitioned_inputs(generation: int) -> None:
+    """Backpressure on the market feed: while more than ``MARKET_BACKLOG_EVENTS`` events wait in
+    the pipeline and the ticks are ahead of the partitioned inputs (catching up, the feed reads the
+    ticks far faster than the positions arrive), wait for the positions instead of buffering ticks:
+    memory and the state checkpoint (which carries the buffered events) stay bounded."""
+    while generation == host.generation:
+        pipeline = host.pipeline
+        if (pipeline is None or pipeline.buffered <= MARKET_BACKLOG_EVENTS
+                or not pipeline.market_ahead(time.monotonic())):
+            return
+        await asyncio.sleep(0.05)
 
 
 @app.task

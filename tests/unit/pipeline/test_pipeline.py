@@ -187,3 +187,30 @@ def test_a_worker_publishes_only_for_the_partitions_it_owns() -> None:
     assert chains == [{"risk", "risk-p0"}, {"risk-p1"}]
     records = [v for t, _, v in first + second if t == "risk.audit"]
     assert all(ok for ok, _, _ in verify_chains(records).values())
+
+
+def test_market_ahead_names_who_holds_the_watermark_back() -> None:
+    """The market feed may wait (backpressure) only when the ticks are not the slowest active
+    source: then the positions, or their idleness, release what is buffered."""
+    pipeline = build_pipeline(OPTIONS)
+    events = _events(duration_s=20)
+    ticks = [v for t, v in events if t == "mev.market.ticks"]
+    positions = [v for t, v in events if t == "mev.positions"]
+    for value in ticks:  # the ticks read ahead, positions not yet
+        pipeline.offer("mev.market.ticks", value, 0, 100.0)
+    pipeline.offer("mev.positions", positions[0], 0, 100.0)
+    assert ticks[-1]["ts_ms"] > positions[0]["ts_ms"]
+    assert pipeline.buffered > 0
+    assert pipeline.market_ahead(100.0)
+    # the positions partition falls idle: the ticks alone hold the clock, never wait for it
+    assert not pipeline.market_ahead(100.0 + pipeline.idle_source_secs + 1)
+    for value in positions[1:]:  # the positions catch up past the ticks
+        pipeline.offer("mev.positions", value | {"ts_ms": ticks[-1]["ts_ms"] + 1}, 0, 100.0)
+    assert not pipeline.market_ahead(100.0)
+
+
+def test_buffered_counts_what_waits_for_the_watermark() -> None:
+    pipeline = build_pipeline(OPTIONS)
+    assert pipeline.buffered == 0
+    out = _run(pipeline, _events(duration_s=10))
+    assert out and pipeline.buffered == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import faust
@@ -59,3 +60,14 @@ def _static_membership(sender: faust.App, **_: object) -> None:
             sender.conf.consumer_group_instance_id = instance_id(_settings.worker_id, sender.conf.web_port)
     if sender.conf.consumer_group_instance_id is not None:
         leave_on_close()
+
+
+@app.task
+async def _root_logger_at_worker_level() -> None:
+    """Faust's start-up spinner sets the root logger to DEBUG (so that it spins on every record) and
+    never puts it back: every debug call of aiokafka and Faust then built a log record and masked it
+    (``streams.logsafe``), 18 % of a catching-up worker's CPU (py-spy). Once started, the root logger
+    goes back to the level of the worker's own handler (``-l``)."""
+    root = logging.getLogger()
+    levels = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler" and h.level]
+    root.setLevel(min(levels) if levels else logging.WARNING)

@@ -146,6 +146,8 @@ class PipelineHost(HostReads):
         self.state_follower: Any = None
         """``streams.state_store.StateFollower``: this worker's warm copy of every partition's latest
         state checkpoint (standby, ``MEVRISK_STANDBY_REPLICAS``); None: recovery reads ``risk.state``."""
+        self._metrics_wall = 0.0
+        """Monotonic time the pipeline's metrics were last exported (``publish``)."""
         self.restored_written_ms = -1
         """Broker time (wall ms) the restored state checkpoint was written at; -1: none restored."""
         self._state_slot = 0
@@ -362,22 +364,29 @@ class PipelineHost(HostReads):
                 metrics.DLQ_MESSAGES.labels(value["reason"]).inc()
         if sent:
             notify_listeners(sent)
-        if self.pipeline is not None:
-            metrics.WATERMARK_SECONDS.set(self.pipeline.watermark_ms / 1000)
-            stats = self.pipeline.stats
-            metrics.PIPELINE_EVENTS.labels("released").set(stats.released)
-            metrics.PIPELINE_EVENTS.labels("late").set(stats.late)
-            for topic, count in stats.late_by_topic.items():
-                metrics.PIPELINE_EVENTS.labels(f"late:{topic}").set(count)
-            metrics.PIPELINE_EVENTS.labels("stale_positions").set(stats.stale_positions)
-            metrics.PIPELINE_EVENTS.labels("operator_replayed").set(stats.operator_replayed)
-            metrics.PIPELINE_EVENTS.labels("operator_skipped").set(stats.operator_skipped)
-            metrics.PIPELINE_EVENTS.labels("late_ticks").set(self.pipeline.risk.bars.late_ticks)
-            for stage, count in stats.processing_errors.items():
-                seen = self._errors_exported.get(stage, 0)
-                if count > seen:
-                    metrics.PROCESSING_ERRORS.labels(stage).inc(count - seen)
-                    self._errors_exported[stage] = count
+        now = time.monotonic()
+        if self.pipeline is not None and (outputs or now - self._metrics_wall >= METRICS_EVERY_S):
+            self._metrics_wall = now
+            self._export_pipeline_metrics(self.pipeline)
+
+    def _export_pipeline_metrics(self, pipeline: Pipeline) -> None:
+        """The pipeline's clock and counters on ``/metrics`` (after every call that released
+        outputs, else at most every ``METRICS_EVERY_S``: a tick that releases nothing costs none)."""
+        metrics.WATERMARK_SECONDS.set(pipeline.watermark_ms / 1000)
+        stats = pipeline.stats
+        metrics.PIPELINE_EVENTS.labels("released").set(stats.released)
+        metrics.PIPELINE_EVENTS.labels("late").set(stats.late)
+        for topic, count in stats.late_by_topic.items():
+            metrics.PIPELINE_EVENTS.labels(f"late:{topic}").set(count)
+        metrics.PIPELINE_EVENTS.labels("stale_positions").set(stats.stale_positions)
+        metrics.PIPELINE_EVENTS.labels("operator_replayed").set(stats.operator_replayed)
+        metrics.PIPELINE_EVENTS.labels("operator_skipped").set(stats.operator_skipped)
+        metrics.PIPELINE_EVENTS.labels("late_ticks").set(pipeline.risk.bars.late_ticks)
+        for stage, count in stats.processing_errors.items():
+            seen = self._errors_exported.get(stage, 0)
+            if count > seen:
+                metrics.PROCESSING_ERRORS.labels(stage).inc(count - seen)
+                self._errors_exported[stage] = count
 
 
 def _crash_on_failure(recovery: asyncio.Future[None]) -> None:
@@ -394,6 +403,9 @@ def _crash_on_failure(recovery: asyncio.Future[None]) -> None:
 DEAD_LETTERED_TICKS_KEPT = 100_000
 """How many (partition, offset) of lettered ticks a worker remembers beyond those read back from
 ``risk.dlq`` at recovery (the oldest go first)."""
+
+METRICS_EVERY_S = 0.5
+"""The most often the pipeline's clock and counters are exported while its calls release nothing."""
 
 MARKET_BACKLOG_EVENTS = 20_000
 """Buffered events above which the market feed waits for the partitioned inputs when the ticks

@@ -142,6 +142,18 @@ class _Placement:
 
     def __init__(self, pipeline: RiskPipeline) -> None:
         self.home = pipeline._home
+        self._heap = pipeline._heap
+        self._heaps: dict[int | None, list[list[Any]]] | None = None
+
+    def heap_of(self, partition: int | None) -> list[list[Any]]:
+        """The buffered events placed on ``partition``, sorted (a valid heap, and canonical); the
+        pipeline's heap is sorted and split once per take, not once per blob."""
+        if self._heaps is None:
+            self._heaps = {}
+            for ts, rank, key, topic, value in sorted(self._heap, key=lambda entry: entry[:3]):
+                self._heaps.setdefault(self.of_event(topic, value), []).append(
+                    [ts, rank, key.decode("latin-1") if topic == OPERATOR else None, topic, value])
+        return self._heaps.get(partition, [])
 
     def of(self, scope: str, entity: str) -> int | None:
         return self.home.get((scope, entity)) if scope in ("portfolio", "strategy") else None
@@ -207,9 +219,7 @@ def _entities_doc(pipeline: RiskPipeline, where: _Placement, partition: int | No
         })
     strategies = {name for kind, name in pipeline._home if kind == "strategy"}
     strategies |= set(risk.health._records) | pipeline._strategies | pipeline.admission.strategies
-    heap = [[ts, rank, key.decode("latin-1") if topic == OPERATOR else None, topic, value]
-            for ts, rank, key, topic, value in sorted(pipeline._heap, key=lambda entry: entry[:3])
-            if where.of_event(topic, value) == partition]  # sorted: a valid heap, and canonical
+    heap = where.heap_of(partition)
     return {
         "kind": "partition" if partition is not None else "market",
         "partition": partition,

@@ -45,7 +45,7 @@ app = faust.App(
     broker_commit_every=500,
     # a killed worker is evicted from the group after 10 s, so a restart or a peer takes over quickly
     broker_session_timeout=10.0,
-    broker_heartbeat_interval=2.0,
+    broker_heartbeat_interval=1.0,  # a survivor learns within 1 s that a dead peer was evicted
     broker_rebalance_timeout=20.0,
     broker_commit_interval=1.0,
 )

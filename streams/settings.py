@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     idle_source_secs: float = 5.0
     """Wall seconds after which a silent input partition stops holding the watermark back."""
     snapshot_coalesce_ms: int = 250
+    peer_watch_secs: float = 0.5
+    """Seconds between probes of the group's other workers (``streams.peer_watch``): a peer whose web
+    port refuses connections on two probes in a row is dead, and is removed from the consumer group at
+    once instead of after the session timeout; 0: off."""
     standby_replicas: int = 0
     """1 or more: every worker keeps a warm in-memory copy of every partition's latest state checkpoint
     (follows ``risk.state``), so a takeover restores without reading the topic; 0: read at recovery."""

@@ -29,7 +29,10 @@ def test_survivor_takes_over_a_killed_workers_partitions(env: Env, start_worker,
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     split_at(recording, cut_ms, first, second)
 
-    workers = [start_worker(**TAKEOVER_ENV), start_worker(**TAKEOVER_ENV)]
+    # a session timeout the test would not wait out: the survivor's peer watch evicts the dead worker
+    # (its web port refuses connections) long before the coordinator would
+    watched = {**TAKEOVER_ENV, "BROKER_SESSION_TIMEOUT": "30"}
+    workers = [start_worker(**watched), start_worker(**watched)]
     env.mevrisk("replay", str(first))
 
     def busy() -> bool:
@@ -48,6 +51,8 @@ def test_survivor_takes_over_a_killed_workers_partitions(env: Env, start_worker,
 
     await_run_alerts(env, survivor, horizon, expected, 120, "every alert event of the run")
     survivor.assert_healthy()
+    evictions = survivor.metric("mevrisk_peer_evictions_total")
+    assert evictions == 1, survivor.log.read_text(errors="replace")[-3000:]
     # the survivor continued the dead worker's audit chains (same records, same hashes)
     verified = env.mevrisk("audit", "verify")  # exits 1 on a broken chain
     assert "risk-p0" in verified.stdout and verified.stdout.rstrip().endswith("ok"), verified.stdout

@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from agents.reports.charts import exposure_var_chart
-
 CSS = """
 @page { size: A4; margin: 14mm 12mm; @bottom-right { content: counter(page) " / " counter(pages);
   font-size: 8pt; } }
@@ -307,6 +305,8 @@ def _strategies(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _portfolio(p: Mapping[str, Any], first: bool) -> str:
+    from agents.reports.charts import exposure_var_chart  # matplotlib: 0.5 s, only when a report is drawn
+
     chart = exposure_var_chart(p["chart"], f"Portfolio {p['portfolio']}")
     img = f'<img class="chart" alt="exposure and VaR/ES of the day" src="{chart}">' if chart else ""
     return (

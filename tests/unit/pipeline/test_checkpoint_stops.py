@@ -53,3 +53,26 @@ def test_two_workers_stop_at_the_same_instants(events: Any) -> None:
         pipeline.owned_partitions = owned
         stops.append(_run_stopping(pipeline, events, partitions=True)[1])
     assert stops[0] and stops[0] == stops[1]
+
+
+def test_a_first_release_that_jumps_still_stops_at_every_instant(events: Any) -> None:
+    """A worker whose partitions stay empty holds its clock until they fall idle, then releases
+    everything it buffered in one call: its clock still stops at the first instant after the first
+    event, as a peer's does (a takeover combines the two workers' checkpoints of one instant)."""
+    steady = build_pipeline(OPTIONS)
+    steady.checkpoint_ms = 10_000
+    expected_stops = _run_stopping(steady, events)[1]
+    jumping = build_pipeline(OPTIONS)
+    jumping.checkpoint_ms = 10_000
+    jumping.expect("mev.positions", 7, 0.0)  # an empty partition: holds the clock while it is active
+    for topic, value in events:
+        assert jumping.offer(topic, value, 0, 1.0) == []
+    assert jumping.watermark_ms == 0 and jumping.buffered == len(events)
+    outputs = jumping.poll(1.0 + jumping.idle_source_secs)  # partition 7 falls idle: one jump
+    stops = []
+    while jumping.checkpoint_due is not None:
+        stops.append(jumping.checkpoint_due)
+        outputs.extend(jumping.resume())
+    first_ts = min(int(value["ts_ms"]) for _, value in events)
+    after_first = [s for s in expected_stops if s >= first_ts]  # the steady clock started earlier
+    assert outputs and len(stops) > 1 and stops == after_first[:len(stops)]

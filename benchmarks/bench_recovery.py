@@ -1,12 +1,14 @@
 """Restart recovery after kill -9 against the real broker (issue 15): does it grow with history?
 
-One worker (1 s bars) with state checkpoints (``MEVRISK_STATE_CHECKPOINT_SECS``, default 30 s of
+One worker (1 s bars) with state checkpoints (``MEVRISK_STATE_CHECKPOINT_SECS``, default 60 s of
 event time; ``--state-secs 0`` measures today's full replay instead). History H is published with
 the simulator (``--rate`` events/s of event time for ``--secs``), the worker catches up, is killed
 with SIGKILL and restarted: ``recovery_s_h1`` is the wall time from the restart until its watermark
 is back at the head (within 5 s). Then 3 more chunks are published (4H in all), the worker catches
 up live, is killed and restarted again: ``recovery_s_h4``. The method of
-``/work/shared/measure/recovery_growth.sh``.
+``/work/shared/measure/recovery_growth.sh``, with the history's start aligned (``aligned_start``) so
+that both heads lie half a checkpoint interval after a checkpoint instant: the ratio then compares
+two restarts equally far from their last checkpoint, and measures growth with history alone.
 
 Prints key=value lines: events_h1, events_h4, recovery_s_h1, recovery_s_h4, recovery_growth_ratio
 (h4 / h1), replayed_h1, replayed_h4 (partitioned input records the recovery replayed, from its
@@ -22,7 +24,9 @@ background at ``--pace realtime`` (``--live-rate`` events/s, event times continu
 workers' clocks) and, once both consume it, the worker owning at least one portfolio is killed with
 SIGKILL (of two such, the one without input partition 0, i.e. not the market-wide alert leader).
 Both workers run as standbys (``MEVRISK_STANDBY_REPLICAS=1``: a warm copy of ``risk.state``).
-The survivor takes over after the session timeout (10 s) and rebuilds for the new assignment,
+The survivor's peer watch (``streams.peer_watch``) finds the dead worker's web port refusing
+connections and removes it from the group (before its 10 s session would time out); the survivor
+rebuilds for the new assignment,
 restoring the dead worker's partitions from its last checkpoint when the two share an instant.
 ``takeover_s`` is the wall time from the kill until the survivor has published, on the run's
 ``risk.snapshots``, a new snapshot (record timestamp after the kill, event time past the newest
@@ -43,7 +47,7 @@ expected), takeover_republished (post-kill snapshots of those portfolios no newe
 worker's last: a replay that the output heads failed to suppress), takeover_workdir. With the
 simulator's default desk (portfolios alpha and beta) one worker may own both and the other none.
 
-Run: .venv/bin/python benchmarks/bench_recovery.py [--rate 1000] [--secs 250] [--state-secs 30]
+Run: .venv/bin/python benchmarks/bench_recovery.py [--rate 1000] [--secs 300] [--state-secs 60]
 [--takeover | --no-takeover] [--only recovery|takeover] [--takeover-secs 120] [--live-rate 200]
 [--broker-port 59092]
 (``KAFKA_BOOTSTRAP_SERVERS`` if set, else a local broker of its own on port ``--broker-port``,
@@ -489,12 +493,24 @@ def run_takeover(bootstrap: str, args: argparse.Namespace, work: Path) -> list[s
     ]
 
 
+def aligned_start(raw_t0: int, chunk_ms: int, state_ms: int) -> int:
+    """The history's first event time, near ``raw_t0``, such that the H head lies half a checkpoint
+    interval after a checkpoint instant; the 4H head does too when 3 chunks are a whole number of
+    intervals (the default 300 s chunks and 60 s interval): both kills then find their last
+    checkpoint equally far behind (the average case), and h4 / h1 measures growth with history."""
+    if state_ms <= 0:
+        return raw_t0
+    head_h1 = (raw_t0 + chunk_ms) // state_ms * state_ms + state_ms // 2
+    return head_h1 - chunk_ms
+
+
 def run_recovery(bootstrap: str, args: argparse.Namespace, work: Path) -> list[str]:
     bench = Bench(bootstrap, args.state_secs, work)
     try:
         bench.cli("topics", "create")
         chunk_ms = args.secs * 1000
-        t0 = int(time.time() * 1000) - 4 * chunk_ms - 120_000  # event times behind the wall clock
+        raw_t0 = int(time.time() * 1000) - 4 * chunk_ms - 120_000  # event times behind the wall clock
+        t0 = aligned_start(raw_t0, chunk_ms, int(args.state_secs * 1000))
         events = bench.publish(t0, args.rate, args.secs)
         bench.start()
         bench.caught_up(t0 + chunk_ms - 5_000)
@@ -533,8 +549,8 @@ def run_recovery(bootstrap: str, args: argparse.Namespace, work: Path) -> list[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--secs", type=int, default=250)
-    parser.add_argument("--state-secs", type=float, default=30.0)
+    parser.add_argument("--secs", type=int, default=300)
+    parser.add_argument("--state-secs", type=float, default=60.0)
     parser.add_argument("--takeover", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure a peer's takeover of a killed worker (default: on)")
     parser.add_argument("--only", choices=("recovery", "takeover"), default=None,

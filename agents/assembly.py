@@ -27,6 +27,7 @@ class PipelineOptions:
     bar_ms: int | None = None  # None: risk.yaml's bar_ms
     allowed_lateness_ms: int = 2_000
     coalesce_ms: int = 250
+    refresh_on_price: bool = True  # a price tick re-marks its holders at the next coalescing boundary
     models: bool = True
     model_seed: int = 0
     model_checkpoint_ms: int = 0  # event time between model checkpoints; 0: none are taken
@@ -50,6 +51,7 @@ def build_pipeline(options: PipelineOptions) -> RiskPipeline:
         bar_ms=bar_ms,
         allowed_lateness_ms=options.allowed_lateness_ms,
         coalesce_ms=min(options.coalesce_ms, bar_ms),
+        refresh_on_price=options.refresh_on_price,
         models=ModelBundle(seed=options.model_seed) if options.models else None,
         checkpoints=(
             ModelCheckpointer(options.model_checkpoint_ms)

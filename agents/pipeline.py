@@ -12,7 +12,8 @@ topic rank and the canonical bytes of the event, never by arrival, so the same i
 set yields the same outputs whether it is read from Kafka or from a file. Bars close at
 multiples of ``bar_ms``; at each bar end every portfolio is snapshotted and every rule
 scope evaluated, and at each ``coalesce_ms`` boundary portfolios whose positions
-changed get a fresh snapshot (a burst of updates makes one snapshot). An event that
+changed, or that hold an asset whose price ticked, get a fresh snapshot (a burst of updates
+makes one snapshot). An event that
 arrives after the watermark has passed it is applied at once and counted as late: it
 is never dropped, but it is the one case where replay and live output may differ.
 
@@ -115,6 +116,10 @@ class RiskPipeline:
     bar_ms: int = 1_000
     allowed_lateness_ms: int = 2_000
     coalesce_ms: int = 250
+    refresh_on_price: bool = True
+    """A price tick makes every portfolio holding the asset due for a snapshot at the next
+    ``coalesce_ms`` boundary (marks, P&L, VaR/ES and the portfolio rules between bars); False: only
+    position changes and bar ends do."""
     source_limits_ms: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SOURCE_LIMITS_MS))
     audits: dict[str, AuditChain] = field(default_factory=dict)
     """Hash chains by name: ``risk-p<N>`` for the portfolios and strategies of input partition N
@@ -123,6 +128,11 @@ class RiskPipeline:
     kill_switch: KillSwitch = field(default_factory=KillSwitch)
     stats: PipelineStats = field(default_factory=PipelineStats)
     idle_source_secs: float = 5.0
+    head_idle_secs: float = 0.05
+    """A source whose reader has read everything the broker held (:meth:`at_head`) stops holding
+    the watermark after this many wall seconds without an event: whatever it sends next is newer
+    than what it sent (in-flight reordering up to ``allowed_lateness_ms`` is covered). 0: off. A
+    source with records still to read holds it for up to ``idle_source_secs``."""
     models: ModelBundle | None = None
     """Online anomaly models (seeded); their scores go into ``snapshot["anomaly"]`` before rules run."""
     checkpoints: ModelCheckpointer | None = None
@@ -152,6 +162,8 @@ class RiskPipeline:
         self._max_ts: int | None = None
         self._source_max: dict[tuple[str, int], int | None] = {}
         self._source_wall: dict[tuple[str, int], float] = {}
+        self._at_head: set[tuple[str, int]] = set()  # sources whose reader is at the partition's end
+        self._behind: set[tuple[str, int]] = set()  # sources whose reader knows it has records left
         self._clock: int | None = None  # event time up to which everything has been processed
         self._resuming = False
         """Set by ``agents.state.restore``: nothing is released until the market is offered again,
@@ -220,6 +232,31 @@ class RiskPipeline:
         self._source_max.setdefault((topic, partition), None)
         self._source_wall.setdefault((topic, partition), wall_s)
 
+    def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None:
+        """Tell whether the reader of ``topic[partition]`` has read everything the broker held at
+        its last fetch (the partition's end offset): such a source stops holding the watermark
+        after ``head_idle_secs`` without an event instead of ``idle_source_secs``. ``exact``: the
+        reader's position is exact (the market feed's own consumer), so a source behind its end
+        never counts as idle: its records are there to be read, and releasing past them would make
+        them late (a worker whose event loop stalled for seconds, say after a restore, would
+        otherwise let the first partition it reads move the clock past the others)."""
+        source = (topic, partition)
+        if caught_up:
+            self._at_head.add(source)
+        else:
+            self._at_head.discard(source)
+        if exact and not caught_up:
+            self._behind.add(source)
+        else:
+            self._behind.discard(source)
+
+    def _idle(self, source: tuple[str, int], wall_s: float) -> bool:
+        if source in self._behind:
+            return False
+        quiet = wall_s - self._source_wall.get(source, wall_s)
+        return quiet >= self.idle_source_secs or (
+            0 < self.head_idle_secs <= quiet and source in self._at_head)
+
     def _market_seen(self) -> bool:
         """A market tick has been offered (since the restore, for a restored pipeline)."""
         return not self._resuming and any(
@@ -236,17 +273,18 @@ class RiskPipeline:
         if not self._market_seen():
             return None
         sources = [(source, ts) for source, ts in self._source_max.items() if self._holds_clock(source)]
-        active = [
-            ts for source, ts in sources
-            if wall_s is None or wall_s - self._source_wall.get(source, wall_s) < self.idle_source_secs
-        ]
+        active = [ts for source, ts in sources if wall_s is None or not self._idle(source, wall_s)]
         live = [ts for ts in active if ts is not None]
         if len(live) < len(active):
             return None
         seen = [ts for _, ts in sources if ts is not None]
         if not seen:
             return None
-        return min(live or seen) - self.allowed_lateness_ms
+        if live:
+            return min(live) - self.allowed_lateness_ms
+        if self.head_idle_secs > 0 and all(source in self._at_head for source, _ in sources):
+            return max(seen) - self.allowed_lateness_ms  # every reader is at its end: nothing older is coming
+        return min(seen) - self.allowed_lateness_ms
 
     def poll(self, wall_s: float) -> list[Output]:
         """Re-evaluate the watermark at wall time ``wall_s``: partitions that fell idle since the
@@ -392,7 +430,9 @@ class RiskPipeline:
 
     def _apply_event(self, topic: str, value: dict[str, Any], out: list[Output]) -> None:
         if topic == "mev.market.ticks":
-            self.risk.on_tick(value)
+            if self.risk.on_tick(value) and self.refresh_on_price and value.get("kind") == "price":
+                # the portfolios holding the asset are re-marked at the next coalescing boundary
+                self._dirty.update(self.risk.holders(value["asset"]))
             if self.models is not None:
                 self.models.on_tick(value)
             source = value["source"]

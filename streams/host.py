@@ -46,7 +46,7 @@ from streams.host_reads import HostReads
 from streams.sending import send_unless_stopping
 from streams.settings import get_settings
 from streams.supervision import crashed, register, supervised
-from streams.topics import MARKET_TICKS, contract_topic
+from streams.topics import MARKET_TICKS, POSITIONS, STRATEGY_STATS, contract_topic
 from streams.wiring import checkpoint_secret, install_pipeline
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ class Pipeline(Protocol):
     def heartbeat(self, watermark_ms: int) -> list[tuple[str, str, dict[str, Any]]]: ...
 
     def poll(self, wall_s: float) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None: ...
 
     @property
     def watermark_ms(self) -> int: ...
@@ -89,6 +91,10 @@ class PipelineHost(HostReads):
     def __init__(self) -> None:
         self.pipeline: Pipeline | None = None
         self._lock = asyncio.Lock()
+        self._publishing = asyncio.Lock()
+        """Held while one step's outputs are sent; taken before the step releases ``_lock`` (asyncio
+        locks wake their waiters in order), so outputs reach their topics in the order the pipeline
+        made them, while the next step may already compute."""
         self.last_input_wall: float = time.monotonic()
         self.last_event_ts_ms: int = 0
         self.publishers: dict[str, Any] = {}
@@ -222,7 +228,8 @@ class PipelineHost(HostReads):
             if offset is not None:
                 self.next_offsets[(topic, partition)] = offset + 1
             taken = await self._take_state_if_due(outputs)
-        await self.publish(outputs)
+            await self._publishing.acquire()
+        await self._publish_in_order(outputs)
         self._send_state(taken)
 
     async def _take_state_if_due(self, outputs: list[tuple[str, str, dict[str, Any]]]
@@ -296,8 +303,14 @@ class PipelineHost(HostReads):
         async with self._lock:
             outputs = self.pipeline.poll(time.monotonic())
             taken = await self._take_state_if_due(outputs)
-        await self.publish(outputs)
+            await self._publishing.acquire()
+        await self._publish_in_order(outputs)
         self._send_state(taken)
+
+    def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None:
+        """Whether the reader of an input partition is at its end (``RiskPipeline.at_head``)."""
+        if self.pipeline is not None:
+            self.pipeline.at_head(topic, partition, caught_up, exact)
 
     async def heartbeat(self, idle_secs: float) -> None:
         """Advance the engine clock by the idle wall time when no input arrived for ``idle_secs``."""
@@ -310,8 +323,16 @@ class PipelineHost(HostReads):
         async with self._lock:
             outputs = self.pipeline.heartbeat(to_ms)
             taken = await self._take_state_if_due(outputs)
-        await self.publish(outputs)
+            await self._publishing.acquire()
+        await self._publish_in_order(outputs)
         self._send_state(taken)
+
+    async def _publish_in_order(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Publish a step's outputs and release ``_publishing`` (acquired under ``_lock``)."""
+        try:
+            await self.publish(outputs)
+        finally:
+            self._publishing.release()
 
     async def publish(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
         checkpointer = getattr(self.pipeline, "checkpoints", None)
@@ -389,15 +410,48 @@ register("recovery")
 
 
 async def _position(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], keep: int,
-                    starts: dict[int, int] | None) -> None:
+                    starts: dict[int, int] | None) -> dict[TopicPartition, int]:
     """Start each partition where a restored checkpoint left it (``starts``), else ``keep`` messages
-    before its end (or at its beginning); the start is the next offset not yet offered."""
+    before its end (or at its beginning); the start is the next offset not yet offered. Returns the
+    offset each partition is read from."""
     begin = await consumer.beginning_offsets(partitions)
     end = await consumer.end_offsets(partitions)
+    positions = {}
     for tp in partitions:
         start = starts[tp.partition] if starts and tp.partition in starts else max(begin[tp], end[tp] - keep)
-        consumer.seek(tp, max(start, begin[tp]))
+        positions[tp] = max(start, begin[tp])
+        consumer.seek(tp, positions[tp])
         host.next_offsets[(contract_topic(MARKET_TICKS), tp.partition)] = start
+    return positions
+
+
+def _mark_heads(consumer: AIOKafkaConsumer, read_to: dict[TopicPartition, int]) -> None:
+    """Tell the pipeline which tick partitions the feed has read to their end (as of its last fetch):
+    those stop holding the watermark soon after they fall silent (``RiskPipeline.at_head``)."""
+    for tp, position in read_to.items():
+        end = consumer.highwater(tp)
+        if end is not None:
+            host.at_head("mev.market.ticks", tp.partition, position >= end, exact=True)
+
+
+async def mark_input_heads(ends: Any) -> None:
+    """The same for the partitioned inputs this worker owns, read through Faust: at its end when
+    the next offset the pipeline expects reaches the partition's end offset, asked of the broker
+    (``ends``: an ``AIOKafkaConsumer.end_offsets``). Faust's own high watermark is only as fresh as
+    its last fetch, which lags by hundreds of ms on a busy machine: records past it were then read
+    late."""
+    owned = host.assignment
+    if not owned or host.pipeline is None:
+        return
+    tps = [TopicPartition(t, p) for t in (POSITIONS, STRATEGY_STATS) for p in sorted(owned)]
+    try:
+        found = await ends(tps)
+    except Exception as exc:  # advisory: without it, those partitions hold the clock (idle_source_secs)
+        log.debug("end offsets of the inputs not read: %r", exc)
+        return
+    for tp, end in found.items():
+        topic = contract_topic(tp.topic)
+        host.at_head(topic, tp.partition, host.next_offsets.get((topic, tp.partition), 0) >= end)
 
 
 @app.task
@@ -626,7 +680,8 @@ async def replicate_market_feed() -> None:
         while True:  # one pass per recovery: a rebuilt pipeline needs the market again
             await host.ready.wait()  # recovered positions are buffered first: the market cannot outrun them
             generation = host.generation
-            await _position(consumer, partitions, settings.market_replay_messages, host.market_start)
+            read_to = await _position(consumer, partitions, settings.market_replay_messages,
+                                      host.market_start)
             host.market_positioned = generation
             if host.pipeline is not None:
                 now = time.monotonic()
@@ -638,6 +693,9 @@ async def replicate_market_feed() -> None:
                         host.pipeline.expect(topic, partition, now)
             while generation == host.generation:  # until a rebuild asks for the market again
                 batch = await consumer.getmany(timeout_ms=500)
+                for tp, messages in batch.items():
+                    if messages:
+                        read_to[tp] = messages[-1].offset + 1
                 for message in (m for messages in batch.values() for m in messages):
                     if ("mev.market.ticks", message.partition, message.offset) in host.quarantined:
                         continue
@@ -648,6 +706,8 @@ async def replicate_market_feed() -> None:
                                      message.offset)
                     if generation != host.generation:
                         break
+                if generation == host.generation:
+                    _mark_heads(consumer, read_to)
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
@@ -699,6 +759,32 @@ async def idle_heartbeat() -> None:
     """Keep the event-time clock moving while the inputs are idle (DESIGN.md, Time)."""
     await host.poll()
     await host.heartbeat(get_settings().idle_heartbeat_secs)
+
+
+RELEASE_INTERVAL_S = max(0.01, get_settings().head_idle_ms / 2000)
+"""How often the worker re-evaluates the watermark when ``MEVRISK_HEAD_IDLE_MS`` is on: twice per
+that time, so a partition read to its end stops holding the clock within 1.5 of them."""
+
+
+@app.task
+@supervised("release_at_head")
+async def release_at_head() -> None:
+    """Release what partitions read to their end no longer hold back (``mark_input_heads``); a
+    loop, not a timer: a release may run longer than the interval (it processes what it releases)."""
+    settings = get_settings()
+    if not settings.head_idle_ms:
+        return
+    consumer = kafka_clients.consumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                      enable_auto_commit=False)
+    await consumer.start()
+    try:
+        while True:
+            await asyncio.sleep(RELEASE_INTERVAL_S)
+            await mark_input_heads(consumer.end_offsets)
+            await host.poll()
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
 
 
 @app.timer(interval=10.0)

@@ -79,8 +79,11 @@ def test_flash_crash_raises_var_and_rating(env: Env, start_worker, tmp_path: Pat
     crash_ms = START_MS + 50_000
 
     def snapshots() -> list[dict]:
-        got = run(consume(env.bootstrap, env.topic("risk.snapshots"), 10_000, timeout=5))
-        return got if any(s["ts_ms"] >= crash_ms + 20_000 for s in got) else []
+        # every portfolio published past the crash (its partition may be read before the others')
+        got = run(consume(env.bootstrap, env.topic("risk.snapshots"), 100_000, timeout=5))
+        portfolios = {s["portfolio"] for s in got}
+        done = {s["portfolio"] for s in got if s["ts_ms"] >= crash_ms + 20_000}
+        return got if len(portfolios) >= 2 and done == portfolios else []
 
     snaps = wait_until(snapshots, 120, "snapshots past the crash")
     rank = {"LOW": 0, "MEDIUM": 1, "HIGH": 2, "CRITICAL": 3}

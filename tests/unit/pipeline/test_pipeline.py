@@ -100,6 +100,71 @@ def test_idle_partition_stops_holding_the_watermark(events) -> None:
     assert pipeline.watermark_ms == ticks[-1][1]["ts_ms"] - OPTIONS.allowed_lateness_ms
 
 
+def test_a_partition_read_to_its_end_stops_holding_the_watermark_soon(events) -> None:
+    """A silent partition whose reader is at its end holds the clock ``head_idle_secs``, not
+    ``idle_source_secs``: nothing older can come from it."""
+    pipeline = build_pipeline(OPTIONS)
+    pipeline.idle_source_secs, pipeline.head_idle_secs = 5.0, 0.05
+    positions = [(t, v) for t, v in events if t == "mev.positions"][:1]
+    ticks = [(t, v) for t, v in events if t == "mev.market.ticks" and v["ts_ms"] > positions[0][1]["ts_ms"]]
+    pipeline.offer(*positions[0], partition=2, wall_s=0.0)
+    for i, (topic, value) in enumerate(ticks[:100]):
+        pipeline.offer(topic, value, partition=0, wall_s=0.01 + i * 0.0001)
+    held = positions[0][1]["ts_ms"] - OPTIONS.allowed_lateness_ms
+    assert pipeline.watermark_ms <= held, "a partition with records left to read holds the clock"
+    pipeline.poll(1.0)
+    assert pipeline.watermark_ms <= held, "...for idle_source_secs, not less"
+    pipeline.at_head("mev.positions", 2, True)
+    pipeline.poll(1.0)  # 1 s silent (> head_idle_secs) and at its end: no longer holds
+    assert pipeline.watermark_ms == ticks[99][1]["ts_ms"] - OPTIONS.allowed_lateness_ms
+    pipeline.at_head("mev.positions", 2, False)
+    pipeline.offer(*ticks[100], partition=0, wall_s=1.0)
+    assert pipeline.watermark_ms == ticks[99][1]["ts_ms"] - OPTIONS.allowed_lateness_ms, (
+        "records to read again: it holds the clock again (the clock never goes back)")
+
+
+def test_every_reader_at_its_end_releases_up_to_the_newest_event(events) -> None:
+    pipeline = build_pipeline(OPTIONS)
+    pipeline.head_idle_secs = 0.05
+    ticks = [(t, v) for t, v in events if t == "mev.market.ticks"][:400]
+    for i, (topic, value) in enumerate(ticks):
+        pipeline.offer(topic, value, partition=i % 2, wall_s=0.0)
+    newest = max(v["ts_ms"] for _, v in ticks)
+    assert pipeline.watermark_ms < newest - OPTIONS.allowed_lateness_ms
+    pipeline.at_head("mev.market.ticks", 0, True)
+    pipeline.at_head("mev.market.ticks", 1, True)
+    pipeline.poll(0.1)
+    assert pipeline.watermark_ms == newest - OPTIONS.allowed_lateness_ms
+
+
+def test_a_price_tick_refreshes_the_portfolios_holding_the_asset_between_bars(events) -> None:
+    """Between bars, a price tick re-marks the portfolios holding its asset at the next coalescing
+    boundary (``coalesce_ms``); with ``refresh_on_price`` off only position changes and bar ends do."""
+    options = PipelineOptions(bar_ms=60_000, allowed_lateness_ms=0, coalesce_ms=250)
+    quiet_from = START_MS + 5_000  # positions stop changing here; prices go on
+    feed = [(t, v) for t, v in events[:4000] if t != "mev.positions" or v["ts_ms"] < quiet_from]
+
+    def between_bars(refresh: bool) -> list[dict]:
+        pipeline = build_pipeline(options)
+        pipeline.refresh_on_price = refresh
+        # wall time = event time: the silent positions partition stops holding the clock when idle
+        out = [o for t, v in feed for o in pipeline.offer(t, v, 0, (v["ts_ms"] - START_MS) / 1000)]
+        return [v for t, _, v in out if t == "risk.snapshots" and v["ts_ms"] > quiet_from + 250]
+
+    off = between_bars(False)
+    assert off == [], "no position changed: no snapshot between bars"
+    on = between_bars(True)
+    assert on and all(s["ts_ms"] % 250 == 0 for s in on), "one per coalescing boundary"
+    pipeline = build_pipeline(options)
+    for topic, value in feed:
+        pipeline.offer(topic, value, 0, (value["ts_ms"] - START_MS) / 1000)
+    holders = set().union(*(pipeline.risk.holders(a) for a in pipeline.risk.assets.names))
+    assert {s["portfolio"] for s in on} == holders
+    for portfolio in holders:  # every boundary once, as the prices of its assets tick throughout
+        stamps = [s["ts_ms"] for s in on if s["portfolio"] == portfolio]
+        assert len(stamps) == len(set(stamps)) and len(stamps) > 50
+
+
 def test_operator_actions_replay_from_the_audit_trail(events) -> None:
     """A replay that re-applies the audited operator actions reproduces the live outputs exactly."""
     live = build_pipeline(OPTIONS)

@@ -10,6 +10,7 @@ from agents.alerts.engine import AlertEngine
 from agents.alerts.rules import load_rules
 from agents.anomaly.checkpoint import ModelCheckpointer
 from agents.anomaly.models import ModelBundle
+from agents.marketwatch import MarketWatch, load_watch_config
 from agents.pipeline import RiskPipeline
 from agents.risk.config import load_risk_config
 from agents.risk.engine import RiskEngine
@@ -32,6 +33,7 @@ class PipelineOptions:
     model_seed: int = 0
     model_checkpoint_ms: int = 0  # event time between model checkpoints; 0: none are taken
     admission: AdmissionLimits = dataclasses.field(default_factory=AdmissionLimits)
+    eval_ms: int = 1_000  # market-wide rule evaluations (asset, global, source, strategy recent)
 
 
 def build_risk_engine(options: PipelineOptions) -> RiskEngine:
@@ -58,4 +60,6 @@ def build_pipeline(options: PipelineOptions) -> RiskPipeline:
             if options.models and options.model_checkpoint_ms > 0 else None
         ),
         admission=Admission(options.admission),
+        watch=MarketWatch(load_watch_config(options.config_dir / "watch.yaml")),
+        eval_ms=options.eval_ms,
     )

@@ -13,8 +13,13 @@ set yields the same outputs whether it is read from Kafka or from a file. Bars c
 multiples of ``bar_ms``; at each bar end every portfolio is snapshotted and every rule
 scope evaluated, and at each ``coalesce_ms`` boundary portfolios whose positions
 changed, or that hold an asset whose price ticked, get a fresh snapshot (a burst of updates
-makes one snapshot). An event that
-arrives after the watermark has passed it is applied at once and counted as late: it
+makes one snapshot). The market-wide scopes do not wait for the bar: at every multiple of
+``eval_ms`` (a divisor of ``bar_ms``) the ``asset`` rules run on each asset's figures, the
+``global`` rules once on the market's (:mod:`agents.marketwatch`, entity ``market``), the
+``source`` rules on feed health and the ``strategy`` rules on the latest bar's health plus the
+strategy's ``recent`` block; the alert engine's timed transitions are applied there too. The
+market-wide scopes speak on the leader only.
+An event that arrives after the watermark has passed it is applied at once and counted as late: it
 is never dropped, but it is the one case where replay and live output may differ.
 
 Outputs are ``(topic, key, value)`` triples for ``risk.snapshots``, ``risk.alerts``,
@@ -53,12 +58,26 @@ from agents.anomaly.checkpoint import ModelCheckpointer
 from agents.anomaly.models import ModelBundle
 from agents.audit.chain import AuditChain
 from agents.errors import MevRiskError
+from agents.marketwatch import MarketWatch, mean_correlation
 from agents.risk.engine import RiskEngine
 from schemas.contracts import excerpt
 
 Output = tuple[str, str, dict[str, Any]]
 
-TOPIC_RANK = {"mev.market.ticks": 0, "mev.positions": 1, "mev.strategy.stats": 2, "operator": 9}
+TOPIC_RANK = {"mev.market.ticks": 0, "mev.positions": 1, "mev.strategy.stats": 2, "rejected": 8,
+              "operator": 9}
+REJECTED = "rejected"
+"""Pseudo-topic of inputs rejected before the pipeline (contract failures), offered with
+:meth:`RiskPipeline.reject` so the DLQ rate reaches the ``global`` rules in event time."""
+INPUT_KEY_FIELDS = {"mev.market.ticks": ("asset", "chain"), "mev.positions": ("portfolio",),
+                    "mev.strategy.stats": ("strategy",)}
+"""The value field that is a valid input's record key (ticks: the asset, or the chain for gas)."""
+KEY_TIMES_MAX = 4_096
+"""Input keys whose latest event time is kept for :meth:`RiskPipeline.reject` (more are not tracked)."""
+MARKET_SCOPES = frozenset({"source", "asset", "global"})
+"""Rule scopes evaluated on market-wide state: only the leader publishes their alerts."""
+GLOBAL_ENTITY = "market"
+"""Entity id of the ``global`` scope's one evaluation per step."""
 GLOBAL_CHAIN = "risk"
 """The audit chain of market-wide and global records; partitions have ``risk-p<N>``."""
 OPERATOR = "operator"
@@ -156,10 +175,23 @@ class RiskPipeline:
     once at one millisecond before each multiple (``checkpoint_due`` is set; :meth:`resume` goes on)
     so that every worker's checkpoint describes the same instant and the partitions of several
     workers' checkpoints can be restored together. The outputs do not depend on it."""
+    watch: MarketWatch = field(default_factory=MarketWatch)
+    """Per-asset, per-chain, per-strategy and global figures for the ``asset``/``global`` rules and
+    the strategies' ``recent`` block (:mod:`agents.marketwatch`)."""
+    eval_ms: int = 1_000
+    """Event-time ms between market-wide rule evaluations (asset, global, source, strategy recent);
+    reduced to the largest divisor of ``bar_ms`` not above it."""
 
     def __post_init__(self) -> None:
+        self.eval_ms = math.gcd(max(1, min(self.eval_ms, self.bar_ms)), self.bar_ms)
+        self._health: dict[str, dict[str, Any]] = {}
+        """Strategy -> its health figures at the last bar close (the eval steps reuse them)."""
         self._heap: list[tuple[int, int, bytes, str, dict[str, Any]]] = []
         self._max_ts: int | None = None
+        self._key_ts: dict[tuple[str, str], int] = {}
+        """(input topic, record key) -> the latest event time offered with that key: the time of a
+        rejected record of that key (:meth:`reject`)."""
+        self._rejects = 0  # tie-breaker of rejected records in the heap (their order is immaterial)
         self._source_max: dict[tuple[str, int], int | None] = {}
         self._source_wall: dict[tuple[str, int], float] = {}
         self._at_head: set[tuple[str, int]] = set()  # sources whose reader is at the partition's end
@@ -212,6 +244,7 @@ class RiskPipeline:
                     self._source_wall[waiting] = wall_s
             self._resuming = False
         self._source_max[source] = max(ts, self._source_max.get(source) or ts)
+        self._note_key_time(topic, value, ts)
         if wall_s is not None:
             self._source_wall[source] = wall_s
         self._max_ts = ts if self._max_ts is None else max(self._max_ts, ts)
@@ -231,6 +264,43 @@ class RiskPipeline:
         something or has been silent for ``idle_source_secs``."""
         self._source_max.setdefault((topic, partition), None)
         self._source_wall.setdefault((topic, partition), wall_s)
+
+    def _note_key_time(self, topic: str, value: dict[str, Any], ts: int) -> None:
+        fields = INPUT_KEY_FIELDS.get(topic, ())
+        key = next((value[f] for f in fields if isinstance(value.get(f), str)), None)
+        if key is None:
+            return
+        entry = (topic, key)
+        if entry in self._key_ts:
+            self._key_ts[entry] = max(self._key_ts[entry], ts)
+        elif len(self._key_ts) < KEY_TIMES_MAX:
+            self._key_ts[entry] = ts
+
+    def reject_time(self, topic: str, key: str | None) -> int | None:
+        """The event time of a record of ``topic`` with record key ``key`` rejected to ``risk.dlq``:
+        the latest event time offered with that key on that topic (a rejected record's own time is
+        untrusted, and its broker time is wall time); an unknown key: the latest event time offered
+        (None before any). Records of one key keep their order in Kafka (one partition) and in a
+        recording, so both paths give the same time; only the fallback depends on arrival."""
+        known = self._key_ts.get((topic, key)) if key is not None else None
+        return known if known is not None else self._max_ts
+
+    def reject(self, topic: str, key: str | None, reason: str) -> list[Output]:
+        """Count an input of ``topic`` with record key ``key``, rejected before the pipeline (it
+        went to ``risk.dlq``), at :meth:`reject_time`; it is ordered with the inputs, never holds
+        the watermark, and feeds the ``global`` scope's DLQ rate (``system.dlq_recent``). Before any
+        event time is known it is not counted."""
+        ts = self.reject_time(topic, key)
+        if ts is None:
+            return []
+        value = {"topic": topic, "reason": reason, "ts_ms": ts}
+        if self._clock is not None and ts < self._clock:
+            self.watch.on_rejected(self._clock)  # late: counted now, as a late input is applied now
+            return []
+        self._rejects += 1
+        order = orjson.dumps(value, option=orjson.OPT_SORT_KEYS) + b"#%d" % self._rejects
+        heapq.heappush(self._heap, (ts, TOPIC_RANK[REJECTED], order, REJECTED, value))
+        return []  # the watermark did not move
 
     def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None:
         """Tell whether the reader of ``topic[partition]`` has read everything the broker held at
@@ -356,20 +426,24 @@ class RiskPipeline:
                 self._clock = last_bar - self.bar_ms
                 continue
             next_coalesce = (self._clock // self.coalesce_ms + 1) * self.coalesce_ms
-            boundary = min(next_bar, next_coalesce) if self._dirty else next_bar
+            next_eval = (self._clock // self.eval_ms + 1) * self.eval_ms
+            boundary = min(next_bar, next_eval, next_coalesce) if self._dirty else min(next_bar, next_eval)
             if boundary > to_ms:
                 self._clock = to_ms
                 return
             self._clock = boundary
             if boundary == next_bar:
                 self._close_bar(boundary, out)
-            else:
+                continue
+            if boundary == next_coalesce and self._dirty:
                 self._snapshot_dirty(boundary, out)
+            if boundary == next_eval:
+                self._eval_step(boundary, out)
 
     def _apply(self, topic: str, value: dict[str, Any], out: list[Output]) -> None:
         """Apply one released event; admission refusals and exceptions quarantine it."""
         try:
-            if topic != OPERATOR:
+            if topic not in (OPERATOR, REJECTED):
                 self.admission.admit(topic, value)
         except AdmissionRefused as refused:
             self._dead_letter(topic, value, refused.reason, refused.detail, refused.entity, None, out)
@@ -400,6 +474,8 @@ class RiskPipeline:
         """Quarantine a released event to ``risk.dlq`` (published by the worker that speaks for it:
         the owner of its partition, the leader for market events)."""
         self.stats.dead_letters[reason] = self.stats.dead_letters.get(reason, 0) + 1
+        ts = value.get("ts_ms")
+        self.watch.on_rejected(ts if isinstance(ts, int) else self.watermark_ms)
         kind = {"mev.positions": "portfolio", "mev.strategy.stats": "strategy"}.get(topic)
         name = value.get("portfolio" if kind == "portfolio" else "strategy")
         speaks = self.owns(kind, str(name)) if kind is not None else self.leader
@@ -433,8 +509,9 @@ class RiskPipeline:
             if self.risk.on_tick(value) and self.refresh_on_price and value.get("kind") == "price":
                 # the portfolios holding the asset are re-marked at the next coalescing boundary
                 self._dirty.update(self.risk.holders(value["asset"]))
-            if self.models is not None:
-                self.models.on_tick(value)
+            scored = self.models.on_tick(value) if self.models is not None else None
+            self.watch.on_tick(value, None if scored is None else scored.score,
+                               scored is not None and scored.is_anomaly)
             source = value["source"]
             health = self._sources.get(source)
             if health is None:
@@ -449,7 +526,10 @@ class RiskPipeline:
                 self.stats.stale_positions += 1
         elif topic == "mev.strategy.stats":
             self.risk.on_strategy_stats(value)
+            self.watch.on_stats(value)
             self._strategies.add(value["strategy"])
+        elif topic == REJECTED:
+            self.watch.on_rejected(int(value["ts_ms"]))
         elif topic == OPERATOR:
             out.extend(self._operate(value))
 
@@ -472,11 +552,49 @@ class RiskPipeline:
                 health = self._guarded("strategy_health", None,
                                        partial(self.risk.strategy_health, strategy, bar_end))
                 if health is not None:
-                    self._alerts(self._evaluate("strategy", strategy, health, bar_end), out)
-        for name in sorted(self._sources) if self.leader else ():
-            context = self._sources[name].context(bar_end)
-            self._alerts(self._evaluate("source", name, context, bar_end), out)
+                    self._health[strategy] = health
+                    context = {**health, "recent": self.watch.strategy_recent(strategy, bar_end)}
+                    self._alerts(self._evaluate("strategy", strategy, context, bar_end), out)
+        self._market_scopes(bar_end, out)
         self._alerts(self._guarded("alerts", None, lambda: self.alerts.tick(bar_end)) or (), out)
+
+    def _eval_step(self, ts_ms: int, out: list[Output]) -> None:
+        """Between bars, at each ``eval_ms``: strategy rules on the last bar's health and the fresh
+        ``recent`` block, the market-wide scopes, then the timed transitions."""
+        for strategy in sorted(self._health):
+            if self.owns("strategy", strategy):
+                context = {**self._health[strategy], "recent": self.watch.strategy_recent(strategy, ts_ms)}
+                self._alerts(self._evaluate("strategy", strategy, context, ts_ms), out)
+        self._market_scopes(ts_ms, out)
+        self._alerts(self._guarded("alerts", None, lambda: self.alerts.tick(ts_ms)) or (), out)
+
+    def _market_scopes(self, ts_ms: int, out: list[Output]) -> None:
+        """Source, asset and global rules (the leader's): one asset context per asset, one global."""
+        if not self.leader:
+            return
+        for name in sorted(self._sources):
+            self._alerts(self._evaluate("source", name, self._sources[name].context(ts_ms), ts_ms), out)
+        plans = self.alerts.ruleset.plans
+        if "asset" not in plans and "global" not in plans:
+            return
+        assets = self._guarded("watch", None, lambda: {
+            n: self.watch.asset_context(n, ts_ms) for n in self.watch.assets}) or {}
+        for name, context in assets.items():
+            self._alerts(self._evaluate("asset", name, context, ts_ms), out)
+        if "global" in plans:
+            system = self._guarded("watch", None, lambda: self.watch.global_context(
+                ts_ms, assets, self._market_figures()))
+            if system is not None:
+                self._alerts(self._evaluate("global", GLOBAL_ENTITY, system, ts_ms), out)
+
+    def _market_figures(self) -> dict[str, float]:
+        """The risk core's market flags (seed names): volatility, correlation, liquidity ratio."""
+        summary = self.risk.market_summary()
+        names = list(self.risk.assets.names)
+        cov = self.risk.ewma.covariance(len(names))
+        return {"volatility": float(summary["volatility"]),
+                "liquidity_ratio": float(summary["liquidity_ratio"]),
+                "correlation": mean_correlation(cov, names, self.watch.config.pegs)}
 
     def _evaluate(self, scope: str, entity: str, context: dict[str, Any], ts_ms: int) -> Iterable[Any]:
         return self._guarded("alerts", None,
@@ -510,6 +628,10 @@ class RiskPipeline:
                 else models.between_bars(portfolio, snapshot)))
             if anomaly is not None:
                 snapshot["anomaly"] = anomaly
+        if computed is not None:
+            trend = self._guarded("snapshot", portfolio, lambda: self.watch.on_snapshot(portfolio, snapshot))
+            if trend is not None:
+                snapshot["trend"] = trend
         for enrich in self.enrichers:
             self._guarded("snapshot", portfolio, partial(enrich, snapshot))
         non_finite: list[str] = []
@@ -528,6 +650,8 @@ class RiskPipeline:
 
     def _alerts(self, events: Iterable[Any], out: list[Output]) -> None:
         for event in events:
+            if not self.leader and event.scope in MARKET_SCOPES:
+                continue  # restored market-wide states may still tick here: the leader speaks for them
             self._guarded("alerts", None, partial(self._alert, event, out))
 
     def _alert(self, event: Any, out: list[Output]) -> None:

@@ -65,7 +65,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(lines)
         print(
             f"replay: {len(result.of('risk.snapshots'))} snapshots, {len(alerts)} alert events, "
-            f"rejected {dict(result.rejected)}",
+            f"{len(result.of('risk.controls'))} controls, rejected {dict(result.rejected)}",
             file=sys.stderr,
         )
         return 0

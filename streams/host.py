@@ -41,6 +41,7 @@ from streams import kafka_clients, metrics
 from streams.api.hub import notify_listeners
 from streams.app import app
 from streams.codecs import dumps
+from streams.dlq import Rejected, screen_record
 from streams.heartbeat import heartbeat_target_ms
 from streams.host_reads import HostReads
 from streams.sending import send_unless_stopping
@@ -62,6 +63,8 @@ class Pipeline(Protocol):
     ) -> list[tuple[str, str, dict[str, Any]]]: ...
 
     def expect(self, topic: str, partition: int, wall_s: float) -> None: ...
+
+    def reject(self, topic: str, key: str | None, reason: str) -> list[tuple[str, str, dict[str, Any]]]: ...
 
     def heartbeat(self, watermark_ms: int) -> list[tuple[str, str, dict[str, Any]]]: ...
 
@@ -200,6 +203,32 @@ class PipelineHost(HostReads):
         if offset is not None and offset < self.next_offsets.get((topic, partition), -1):
             return  # offered before (recovery replayed it, or Faust delivered it again)
         await self.replay(topic, value, partition, offset)
+
+    async def reject(self, topic: str, rejected: Rejected, partition: int, generation: int | None = None,
+                     offset: int | None = None, *, live: bool = True) -> None:
+        """Count an input record rejected to ``risk.dlq`` in the pipeline's DLQ rate
+        (``RiskPipeline.reject``), in its place among the inputs; as :meth:`offer`, a live one waits
+        for recovery and is dropped when read for an older ``generation`` or already replayed
+        (``live=False``: recovery's own replay)."""
+        if live and not self.ready.is_set():
+            await self.ready.wait()
+        if generation is not None and generation != self.generation:
+            return
+        if offset is not None and offset < self.next_offsets.get((topic, partition), -1):
+            return
+        if self.pipeline is None:
+            return
+        async with self._lock:
+            outputs = self.pipeline.reject(topic, rejected.key, rejected.reason)
+            if not outputs:
+                return
+            await self._publishing.acquire()
+        await self._publish_in_order(outputs)
+
+    async def replay_rejected(self, topic: str, rejected: Rejected, partition: int,
+                              offset: int | None = None) -> None:
+        """Recovery's replay of a rejected partitioned input (:meth:`reject`, not waiting)."""
+        await self.reject(topic, rejected, partition, offset=offset, live=False)
 
     async def expected_offset(self, topic: str, partition: int) -> int | None:
         """The next offset of a partitioned input the pipeline expects (None: unknown); waits while
@@ -540,12 +569,14 @@ async def recover() -> None:
     if report is None:  # state checkpoints on: only the owned partitions, from their beginning
         replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay,
                                           partitions=host.assignment if host.state_ms else None,
-                                          skip=host.quarantined, reached=reached)
+                                          skip=host.quarantined, reached=reached,
+                                          reject=host.replay_rejected)
     else:  # only the owned partitions, from where the checkpoint left them
         replayed = await bootstrap_inputs(
             settings.kafka_bootstrap_servers, app.conf.id, host.replay,
             start={k: v for k, v in report.offsets.items() if k[0] != "mev.market.ticks"},
-            partitions=host.assignment, skip=host.quarantined, reached=reached)
+            partitions=host.assignment, skip=host.quarantined, reached=reached,
+            reject=host.replay_rejected)
     for key, end in reached.items():  # records skipped by the replay (rejected, quarantined) too
         host.next_offsets[key] = max(host.next_offsets.get(key, -1), end)
     phase("replay")
@@ -616,17 +647,16 @@ async def _restore_state(bootstrap: str) -> Any:
     return None
 
 
-async def _screen_tick(message: Any) -> dict[str, Any] | None:
+async def _screen_tick(message: Any) -> dict[str, Any] | Rejected:
     """Validate a tick once, here (every worker reads every tick); a bad one goes to ``risk.dlq``
-    from the worker that owns its partition number (the inputs share one partition count), once."""
-    from streams.dlq import accept_record
-
+    from the worker that owns its partition number (the inputs share one partition count), once,
+    and every worker counts it in its pipeline's DLQ rate."""
     where = (message.partition, message.offset)
     speaks = (host.assignment is not None and message.partition in host.assignment
               and where not in host.dead_lettered_ticks)
-    tick = await accept_record(message.topic, message.partition, message.offset, message.key,
+    tick = await screen_record(message.topic, message.partition, message.offset, message.key,
                                message.value, broker_time_ms(message.timestamp), speaks=speaks)
-    if tick is None:
+    if isinstance(tick, Rejected):
         if speaks:
             lettered = host.dead_lettered_ticks
             lettered[where] = None
@@ -700,7 +730,9 @@ async def replicate_market_feed() -> None:
                     if ("mev.market.ticks", message.partition, message.offset) in host.quarantined:
                         continue
                     tick = await _screen_tick(message)
-                    if tick is None:
+                    if isinstance(tick, Rejected):
+                        await host.reject("mev.market.ticks", tick, message.partition, generation,
+                                          message.offset)
                         continue
                     await host.offer("mev.market.ticks", tick, message.partition, generation,
                                      message.offset)

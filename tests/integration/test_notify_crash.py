@@ -55,16 +55,25 @@ def webhook_receiver() -> Iterator[ThreadingHTTPServer]:
         yield server
 
 
+CONCURRENCY = 64
+"""Deliveries the webhook channel makes at once (its maximum). A failing delivery retries in its
+slot, so every alert event of the incident is retried only if they fit; the flash crash raises
+about 26 events with the shipped rules (the asset scope's PriceJump, LiquidityDrop and
+TickAnomalyBurst per asset, the strategies' revert storms, HighVaR95). :func:`_fired_and_committed`
+checks that they fit."""
+
+
 @pytest.fixture
 def worker_env(tmp_path: Path, webhook_receiver: ThreadingHTTPServer) -> dict[str, str]:
-    """Worker settings: one ungrouped webhook channel that retries fast for a long time."""
+    """Worker settings: one ungrouped webhook channel that retries fast for a long time, with a slot
+    per alert event (:data:`CONCURRENCY`)."""
     channels = tmp_path / "channels.yaml"
     channels.write_text(json.dumps({
         "channels": {"webhook": {
             "type": "webhook", "url": f"http://127.0.0.1:{webhook_receiver.server_port}/hook",
             "secret_env": "MEVRISK_WEBHOOK_SECRET", "enabled": True, "grouping": False,
             "allow_insecure": True,  # the loopback receiver speaks plain http://
-            "timeout_secs": 2, "max_attempts": 1000,
+            "timeout_secs": 2, "max_attempts": 1000, "concurrency": CONCURRENCY,
             "backoff": {"initial_secs": 0.2, "multiplier": 2, "max_secs": 0.5, "jitter": 0},
         }},
         "routes": [{"channels": ["webhook"]}],
@@ -140,6 +149,7 @@ def _fired_and_committed(
     """Wait until alerts exist, ``predicate(ids)`` holds and the worker committed every alert."""
     def ready() -> set[str] | None:
         ids = _notifiable_ids(env)
+        assert len(ids) <= CONCURRENCY, f"{len(ids)} alert events: more than the channel retries at once"
         if ids and predicate(ids) and run(_uncommitted(env, env.topic("risk.alerts"))) == 0:
             return ids
         return None

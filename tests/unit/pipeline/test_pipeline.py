@@ -123,6 +123,28 @@ def test_a_partition_read_to_its_end_stops_holding_the_watermark_soon(events) ->
         "records to read again: it holds the clock again (the clock never goes back)")
 
 
+def test_a_tick_partition_the_feed_knows_is_behind_never_counts_as_idle(events) -> None:
+    """A worker whose event loop stalled (say after a restore) must not let the first tick
+    partition it reads move the clock past another whose records the feed has not read yet
+    (``at_head(..., exact=True)`` with the position below the end offset)."""
+    pipeline = build_pipeline(OPTIONS)
+    pipeline.idle_source_secs = 5.0
+    ticks = [(t, v) for t, v in events if t == "mev.market.ticks"][:600]
+    for i, (topic, value) in enumerate(ticks[:200]):
+        pipeline.offer(topic, value, partition=i % 2, wall_s=0.0)
+    held = pipeline.watermark_ms
+    pipeline.at_head("mev.market.ticks", 1, False, exact=True)  # partition 1 has records left
+    for topic, value in ticks[200:]:
+        pipeline.offer(topic, value, partition=0, wall_s=8.0)  # 8 s later, only partition 0 speaks
+    newest_1 = max(v["ts_ms"] for _, v in ticks[:200][1::2])
+    assert pipeline.watermark_ms <= max(held, newest_1 - OPTIONS.allowed_lateness_ms), (
+        "partition 1 is behind its end: it holds the clock however long it was silent")
+    pipeline.at_head("mev.market.ticks", 1, True, exact=True)  # read to its end, and silent: idle
+    pipeline.poll(8.5)  # partition 0 spoke 0.5 s ago, partition 1 8.5 s ago
+    assert pipeline.watermark_ms == ticks[-1][1]["ts_ms"] - OPTIONS.allowed_lateness_ms
+    assert pipeline.stats.late == 0
+
+
 def test_every_reader_at_its_end_releases_up_to_the_newest_event(events) -> None:
     pipeline = build_pipeline(OPTIONS)
     pipeline.head_idle_secs = 0.05
@@ -240,7 +262,8 @@ def test_a_worker_publishes_only_for_the_partitions_it_owns() -> None:
     scopes = [{(v["scope"], v["entity_id"]) for t, _, v in out if t == "risk.alerts"}
               for out in (first, second)]
     assert not scopes[0] & scopes[1], "no alert is raised by both workers"
-    assert {s for s, _ in scopes[0]} == {"portfolio", "strategy", "source"}
+    assert {"portfolio", "strategy", "source"} <= {s for s, _ in scopes[0]}
+    assert {s for s, _ in scopes[0]} <= {"portfolio", "strategy", "source", "asset", "global"}
     assert {s for s, _ in scopes[1]} == {"portfolio", "strategy"}, "only the leader speaks for the feed"
 
     def key(item: tuple) -> bytes:

@@ -40,11 +40,19 @@ KNOWN: dict[str, dict[str, str]] = {
         "owned_partitions": "the restoring worker's assignment", "leader": "the restoring worker's role",
         "idle_source_secs": CONFIG, "head_idle_secs": CONFIG, "refresh_on_price": CONFIG,
         "_at_head": "reader positions of this process: the restoring worker's readers tell it anew",
-        "_behind": "reader positions of this process: the restoring worker's readers tell it anew",
+        "_behind": "reader positions of this process: the restoring worker's market feed tells it anew",
         "bar_ms": "market (checked: incompatible)",
         "allowed_lateness_ms": CONFIG,
         "coalesce_ms": CONFIG, "source_limits_ms": CONFIG, "max_skip_bars": CONFIG,
+        "watch": "market (market_watch)", "_health": "p<N> (each strategy's last_health)",
+        "eval_ms": CONFIG,
+        "_key_ts": "market (ticks) + p<N> (positions and stats keys, by home)",
+        "_rejects": "derived: the largest tie-breaker among the restored heap's rejects",
     },
+    "MarketWatch": {"_assets": "market", "_chains": "market", "_strategies": "p<N> (each strategy's)",
+                    "_dlq": "market",
+                    "_portfolios": "p<N> (each portfolio's trend)",
+                    "dlq_total": "market", "config": CONFIG},
     "RiskEngine": {
         "assets": "market", "bars": "market", "window": "market", "ewma": "market", "gas": "market",
         "liquidity": "market", "health": "market (_newest) + p<N> (records)", "portfolios": "p<N>",
@@ -113,7 +121,8 @@ def _objects(p: Any) -> dict[str, Any]:
             "LiquidityState": p.risk.liquidity,
             "StrategyHealth": p.risk.health, "AssetIndex": p.risk.assets, "Book": pf.book,
             "StreamingBacktest": pf.backtest, "AlertEngine": p.alerts, "KillSwitch": p.kill_switch,
-            "AuditChain": AuditChain("risk"), "ModelBundle": p.models, "Admission": p.admission}
+            "AuditChain": AuditChain("risk"), "ModelBundle": p.models, "Admission": p.admission,
+            "MarketWatch": p.watch}
 
 
 def test_every_attribute_is_checkpointed_or_left_out_on_purpose(fed: Any) -> None:
@@ -129,7 +138,7 @@ def test_restored_state_equals_the_original(fed: Any) -> None:
     restored = build_pipeline(OPTIONS)
     restore(restored, take(fed, partitions_of(fed), secret=SECRET), secret=SECRET)
     not_compared = {"_heap", "stats", "_dirty", "ruleset", "_rules", "_eval_order", "ticks", "portfolios",
-                    "_resuming", "_expiry", "_folds", "_holders", *MEMOS}
+                    "_resuming", "_expiry", "_folds", "_rejects", "_holders", *MEMOS}
     for attr, value in vars(fed).items():
         if attr not in not_compared:
             _same(value, getattr(restored, attr), attr, not_compared)

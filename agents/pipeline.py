@@ -222,11 +222,19 @@ class RiskPipeline:
 
     # ---- inputs ------------------------------------------------------------
     def offer(
-        self, topic: str, value: dict[str, Any], partition: int = 0, wall_s: float | None = None
+        self, topic: str, value: dict[str, Any], partition: int = 0, wall_s: float | None = None,
+        arrival_ms: int | None = None,
     ) -> list[Output]:
         """Accept one validated input event from ``topic[partition]``; return what it releases.
 
         ``wall_s`` (monotonic seconds) lets idle partitions stop holding the watermark back.
+        ``arrival_ms`` (the wall clock when it was read, ms since the epoch; None offline): an event
+        stamped ahead of it moves its partition's progress only up to it. Inputs may be stamped up
+        to the admitted future skew ahead, and one such record (a bot's clock, or a hostile one)
+        would otherwise stop its partition holding the clock back for that long, so the partition's
+        next records (stamped correctly, about the wall clock) could arrive behind the watermark
+        and be late. A lower hold only delays a release, never changes it, so the outputs stay
+        those of the offline replay.
         """
         ts = int(value["ts_ms"])
         source = (topic, partition)
@@ -243,7 +251,8 @@ class RiskPipeline:
                     # ticks alone would run the clock past their next events)
                     self._source_wall[waiting] = wall_s
             self._resuming = False
-        self._source_max[source] = max(ts, self._source_max.get(source) or ts)
+        held = ts if arrival_ms is None else min(ts, arrival_ms)
+        self._source_max[source] = max(held, self._source_max.get(source) or held)
         self._note_key_time(topic, value, ts)
         if wall_s is not None:
             self._source_wall[source] = wall_s
@@ -319,6 +328,11 @@ class RiskPipeline:
             self._behind.add(source)
         else:
             self._behind.discard(source)
+
+    def inputs_pending(self) -> bool:
+        """A tick partition the market feed knows has records left to read (:meth:`at_head` with
+        ``exact``): the input is not quiet, whatever the wall time since its last event."""
+        return bool(self._behind)
 
     def _idle(self, source: tuple[str, int], wall_s: float) -> bool:
         if source in self._behind:

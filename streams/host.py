@@ -59,7 +59,8 @@ class Pipeline(Protocol):
     bar_ms: int
 
     def offer(
-        self, topic: str, value: dict[str, Any], partition: int, wall_s: float | None
+        self, topic: str, value: dict[str, Any], partition: int, wall_s: float | None,
+        arrival_ms: int | None = None,
     ) -> list[tuple[str, str, dict[str, Any]]]: ...
 
     def expect(self, topic: str, partition: int, wall_s: float) -> None: ...
@@ -87,6 +88,11 @@ class Pipeline(Protocol):
     risk: RiskEngine
 
 
+STALL_S = 1.5
+"""Wall seconds between two pipeline calls beyond which the worker counts as held up
+(:meth:`PipelineHost.working_wall`): the release timer polls every second."""
+
+
 class PipelineHost(HostReads):
     """Serialises access to the pipeline (one asyncio lock) and sends what it emits; the web views
     read it through :class:`streams.host_reads.HostReads` only."""
@@ -99,7 +105,15 @@ class PipelineHost(HostReads):
         locks wake their waiters in order), so outputs reach their topics in the order the pipeline
         made them, while the next step may already compute."""
         self.last_input_wall: float = time.monotonic()
+        """When the newest input record was offered or rejected, or (whichever is later) when the
+        last one offered finished (a reader held up by the pipeline reads its next record then)."""
         self.last_event_ts_ms: int = 0
+        self._wall_seen = time.monotonic()
+        self._wall_paused = 0.0
+        self._inputs_in_flight = 0
+        """Input records being offered or rejected now, waiting for the pipeline lock included: the
+        idle heartbeat never runs while one is (a worker held up by its own publishing, say, is
+        not a quiet input)."""
         self.publishers: dict[str, Any] = {}
         self.archive: Any = None
         """``agents.reports.archive.DayArchive``: sees every output, adds a day's reports when it closes."""
@@ -218,12 +232,16 @@ class PipelineHost(HostReads):
             return
         if self.pipeline is None:
             return
-        async with self._lock:
-            outputs = self.pipeline.reject(topic, rejected.key, rejected.reason)
-            if not outputs:
-                return
-            await self._publishing.acquire()
-        await self._publish_in_order(outputs)
+        self._inputs_in_flight += 1
+        try:
+            async with self._lock:
+                outputs = self.pipeline.reject(topic, rejected.key, rejected.reason)
+                if not outputs:
+                    return
+                await self._publishing.acquire()
+            await self._publish_in_order(outputs)
+        finally:
+            self._input_done()
 
     async def replay_rejected(self, topic: str, rejected: Rejected, partition: int,
                               offset: int | None = None) -> None:
@@ -247,19 +265,54 @@ class PipelineHost(HostReads):
                      offset: int | None = None) -> None:
         """Offer an input event now (recovery's replay, and live events once recovered)."""
         self.last_input_wall = time.monotonic()
+        arrival_ms = int(time.time() * 1000)
         self.last_event_ts_ms = max(self.last_event_ts_ms, int(value.get("ts_ms", 0)))
         if self.pipeline is None:
             return
         if topic == "mev.positions" and self.checkpoints is not None:
             self.checkpoints.note_position(value["portfolio"], partition)
-        async with self._lock:
-            outputs = self.pipeline.offer(topic, value, partition, self.last_input_wall)
-            if offset is not None:
-                self.next_offsets[(topic, partition)] = offset + 1
-            taken = await self._take_state_if_due(outputs)
-            await self._publishing.acquire()
-        await self._publish_in_order(outputs)
-        self._send_state(taken)
+        self._inputs_in_flight += 1
+        try:
+            async with self._lock:
+                outputs = self.pipeline.offer(topic, value, partition, self.working_wall(), arrival_ms)
+                if offset is not None:
+                    self.next_offsets[(topic, partition)] = offset + 1
+                taken = await self._take_state_if_due(outputs)
+                await self._publishing.acquire()
+            await self._publish_in_order(outputs)
+            self._send_state(taken)
+        finally:
+            self._input_done()
+
+    def working_wall(self) -> float:
+        """The wall clock the pipeline judges idle inputs by (monotonic seconds): it stands still
+        while the worker makes no pipeline call, beyond :data:`STALL_S`. Called for every pipeline
+        call that passes a wall time, under the lock. The release timer polls every second, so a
+        longer gap means the worker itself was held up (its publishing, a loaded machine, a long
+        step), and no input partition could be read meanwhile: counting that time as their silence
+        made every partition idle at once and let the first record read after it move the clock
+        past the records still unread (late, so the live outputs differed from the offline replay)."""
+        now = time.monotonic()
+        gap = now - self._wall_seen
+        if gap > STALL_S:
+            self._wall_paused += gap - STALL_S
+        self._wall_seen = max(now, self._wall_seen)
+        return now - self._wall_paused
+
+    def _input_done(self) -> None:
+        self._inputs_in_flight -= 1
+        self.last_input_wall = max(self.last_input_wall, time.monotonic())
+
+    def _quiet_for(self, idle_secs: float) -> float | None:
+        """Wall seconds without input when the inputs count as quiet for the idle heartbeat (at
+        least ``idle_secs``, no input record in flight, no tick partition known to have records
+        left to read), else None."""
+        idle = time.monotonic() - self.last_input_wall
+        pending = getattr(self.pipeline, "inputs_pending", None)
+        if (idle < idle_secs or self.last_event_ts_ms == 0 or self._inputs_in_flight
+                or (pending is not None and pending())):
+            return None
+        return idle
 
     async def _take_state_if_due(self, outputs: list[tuple[str, str, dict[str, Any]]]
                                  ) -> tuple[dict[str, bytes], int, frozenset[int], bool] | None:
@@ -330,7 +383,7 @@ class PipelineHost(HostReads):
         if self.pipeline is None or not self.ready.is_set():
             return
         async with self._lock:
-            outputs = self.pipeline.poll(time.monotonic())
+            outputs = self.pipeline.poll(self.working_wall())
             taken = await self._take_state_if_due(outputs)
             await self._publishing.acquire()
         await self._publish_in_order(outputs)
@@ -343,13 +396,13 @@ class PipelineHost(HostReads):
 
     async def heartbeat(self, idle_secs: float) -> None:
         """Advance the engine clock by the idle wall time when no input arrived for ``idle_secs``."""
-        if self.pipeline is None or not self.ready.is_set():
+        if self.pipeline is None or not self.ready.is_set() or self._quiet_for(idle_secs) is None:
             return
-        idle = time.monotonic() - self.last_input_wall
-        if idle < idle_secs or self.last_event_ts_ms == 0:
-            return
-        to_ms = heartbeat_target_ms(self.last_event_ts_ms, int(time.time() * 1000), int(idle * 1000))
         async with self._lock:
+            idle = self._quiet_for(idle_secs)  # again: inputs may have come while this waited
+            if idle is None:
+                return
+            to_ms = heartbeat_target_ms(self.last_event_ts_ms, int(time.time() * 1000), int(idle * 1000))
             outputs = self.pipeline.heartbeat(to_ms)
             taken = await self._take_state_if_due(outputs)
             await self._publishing.acquire()
@@ -624,7 +677,7 @@ async def _restore_state(bootstrap: str) -> Any:
                     restore, cast(Any, host.pipeline),
                     {"market": candidate.blobs["market"],
                      **{f"p{p}": candidate.blobs[f"p{p}"] for p in sorted(host.assignment)}},
-                    secret=cast(bytes, host.state_secret), wall_s=time.monotonic())
+                    secret=cast(bytes, host.state_secret), wall_s=host.working_wall())
         except Exception as exc:  # CheckpointError, or anything a bad blob provokes: never a crash
             log.error("state checkpoint as_of_ms=%d of %s refused: %s", candidate.as_of_ms,
                       candidate.writer, exc)
@@ -714,7 +767,7 @@ async def replicate_market_feed() -> None:
                                       host.market_start)
             host.market_positioned = generation
             if host.pipeline is not None:
-                now = time.monotonic()
+                now = host.working_wall()
                 for tp in partitions:
                     host.pipeline.expect("mev.market.ticks", tp.partition, now)
                 # partitions this worker may own: those it does not own fall idle and stop counting

@@ -243,5 +243,7 @@ def test_hostile_input_beside_the_simulator(env: Env, start_worker: Any, tmp_pat
     reasons = _check_dead_letters(env, sender)
     assert sum(reasons.values()) >= sum(h.must_reject for h in sender.delivered)
     worker.assert_healthy()
+    late = {kind: worker.metric("mevrisk_pipeline_events", kind=kind)
+            for kind in ("late", "late:mev.market.ticks", "late:mev.positions", "late:mev.strategy.stats")}
     print(f"hostile delivered={len(sender.delivered)} refused={dict(sender.refused)} "
-          f"dead letters={dict(reasons)}")
+          f"dead letters={dict(reasons)} late={late}")

@@ -275,3 +275,25 @@ def test_a_worker_publishes_only_for_the_partitions_it_owns() -> None:
     assert chains == [{"risk", "risk-p0"}, {"risk-p1"}]
     records = [v for t, _, v in first + second if t == "risk.audit"]
     assert all(ok for ok, _, _ in verify_chains(records).values())
+
+
+def test_a_record_stamped_ahead_of_its_arrival_holds_its_partition_only_up_to_the_arrival(events) -> None:
+    """A partition's progress counts a record's event time at most up to the wall clock it was read
+    at: one record stamped ahead (inside the admitted future skew) must not stop its partition
+    holding the clock, or the partition's next, honestly stamped records arrive late."""
+    ticks = [v for t, v in events if t == "mev.market.ticks"][:800]
+    position = next(v for t, v in events if t == "mev.positions" and v["ts_ms"] > ticks[99]["ts_ms"])
+    ahead = {**position, "position_id": "ahead-1", "ts_ms": ticks[99]["ts_ms"] + 30_000}
+    honest = {**position, "ts_ms": ticks[100]["ts_ms"]}
+    assert ticks[-1]["ts_ms"] - OPTIONS.allowed_lateness_ms > honest["ts_ms"]
+    late = {}
+    for arrival in (None, ticks[99]["ts_ms"]):
+        pipeline = build_pipeline(OPTIONS)
+        for tick in ticks[:100]:
+            pipeline.offer("mev.market.ticks", tick, 0, wall_s=0.0, arrival_ms=tick["ts_ms"])
+        pipeline.offer("mev.positions", ahead, 1, wall_s=0.0, arrival_ms=arrival)
+        for tick in ticks[100:]:  # the ticks are read faster than the positions
+            pipeline.offer("mev.market.ticks", tick, 0, wall_s=0.5, arrival_ms=tick["ts_ms"])
+        pipeline.offer("mev.positions", honest, 1, wall_s=0.5, arrival_ms=ticks[-1]["ts_ms"])
+        late[arrival is not None] = pipeline.stats.late
+    assert late == {False: 1, True: 0}, "held up to its arrival, the partition's next record is not late"

@@ -5,7 +5,8 @@ Each input partition is a source with its own highest ``ts_ms``; the watermark i
 lowest of those over the active sources, less ``allowed_lateness_ms``, so a partition that
 is read faster than another (a consumer catching up) cannot make the other's events late.
 A source that has offered nothing for ``idle_source_secs`` of wall time (passed in by the
-caller; offline replay passes none) stops holding the watermark back, and nothing is
+caller; offline replay passes none) stops holding the watermark back (once every source is idle,
+the watermark is the newest event less ``allowed_lateness_ms``), and nothing is
 released before the market (a ``mev.market.ticks`` source) has been seen (after a state restore:
 offered again, and only then do the restored sources start their idle time). Ties are broken by
 topic rank and the canonical bytes of the event, never by arrival, so the same input
@@ -366,9 +367,12 @@ class RiskPipeline:
             return None
         if live:
             return min(live) - self.allowed_lateness_ms
-        if self.head_idle_secs > 0 and all(source in self._at_head for source, _ in sources):
-            return max(seen) - self.allowed_lateness_ms  # every reader is at its end: nothing older is coming
-        return min(seen) - self.allowed_lateness_ms
+        # every source is idle: nothing holds the clock, up to the newest event (less the lateness).
+        # Not the oldest: which partition fell silent last is wall timing, and min(live) released
+        # past every partition that fell silent before the others, so the clock a quiet pipeline
+        # came to rest at depended on that order (a restarted worker replaying the same input went
+        # further than the first and published events the first had never reached)
+        return max(seen) - self.allowed_lateness_ms
 
     def poll(self, wall_s: float) -> list[Output]:
         """Re-evaluate the watermark at wall time ``wall_s``: partitions that fell idle since the

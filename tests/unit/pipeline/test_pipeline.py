@@ -297,3 +297,24 @@ def test_a_record_stamped_ahead_of_its_arrival_holds_its_partition_only_up_to_th
         pipeline.offer("mev.positions", honest, 1, wall_s=0.5, arrival_ms=ticks[-1]["ts_ms"])
         late[arrival is not None] = pipeline.stats.late
     assert late == {False: 1, True: 0}, "held up to its arrival, the partition's next record is not late"
+
+
+def test_the_clock_a_quiet_pipeline_rests_at_does_not_depend_on_which_partition_fell_silent_first(
+        events) -> None:
+    """Input ends, every partition falls silent: the clock comes to rest at the newest event less
+    the lateness, whichever partition was silent first (a restarted worker replaying the same
+    input must not go further than the first one did, test_notify_crash)."""
+    ticks = [v for t, v in events if t == "mev.market.ticks"][:400]
+    stats = [v for t, v in events if t == "mev.strategy.stats" and v["ts_ms"] < ticks[200]["ts_ms"]]
+    rest = {}
+    for stats_first in (True, False):
+        pipeline = build_pipeline(OPTIONS)
+        pipeline.idle_source_secs = 3.0
+        feeds = [("mev.strategy.stats", stats, 1), ("mev.market.ticks", ticks, 0)]
+        for n, (topic, values, partition) in enumerate(feeds if stats_first else feeds[::-1]):
+            for value in values:
+                pipeline.offer(topic, value, partition, wall_s=float(n))
+        for wall_s in (2.0, 3.5, 4.5, 10.0):  # the one read first falls silent first
+            pipeline.poll(wall_s)
+        rest[stats_first] = pipeline.watermark_ms
+    assert rest[True] == rest[False] == ticks[-1]["ts_ms"] - OPTIONS.allowed_lateness_ms

@@ -10,6 +10,7 @@ from agents.alerts.engine import AlertEngine
 from agents.alerts.rules import load_rules
 from agents.anomaly.checkpoint import ModelCheckpointer
 from agents.anomaly.models import ModelBundle
+from agents.marketwatch import MarketWatch, load_watch_config
 from agents.pipeline import RiskPipeline
 from agents.risk.config import load_risk_config
 from agents.risk.engine import RiskEngine
@@ -27,10 +28,12 @@ class PipelineOptions:
     bar_ms: int | None = None  # None: risk.yaml's bar_ms
     allowed_lateness_ms: int = 2_000
     coalesce_ms: int = 250
+    refresh_on_price: bool = True  # a price tick re-marks its holders at the next coalescing boundary
     models: bool = True
     model_seed: int = 0
     model_checkpoint_ms: int = 0  # event time between model checkpoints; 0: none are taken
     admission: AdmissionLimits = dataclasses.field(default_factory=AdmissionLimits)
+    eval_ms: int = 1_000  # market-wide rule evaluations (asset, global, source, strategy recent)
 
 
 def build_risk_engine(options: PipelineOptions) -> RiskEngine:
@@ -50,10 +53,13 @@ def build_pipeline(options: PipelineOptions) -> RiskPipeline:
         bar_ms=bar_ms,
         allowed_lateness_ms=options.allowed_lateness_ms,
         coalesce_ms=min(options.coalesce_ms, bar_ms),
+        refresh_on_price=options.refresh_on_price,
         models=ModelBundle(seed=options.model_seed) if options.models else None,
         checkpoints=(
             ModelCheckpointer(options.model_checkpoint_ms)
             if options.models and options.model_checkpoint_ms > 0 else None
         ),
         admission=Admission(options.admission),
+        watch=MarketWatch(load_watch_config(options.config_dir / "watch.yaml")),
+        eval_ms=options.eval_ms,
     )

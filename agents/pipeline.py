@@ -5,15 +5,22 @@ Each input partition is a source with its own highest ``ts_ms``; the watermark i
 lowest of those over the active sources, less ``allowed_lateness_ms``, so a partition that
 is read faster than another (a consumer catching up) cannot make the other's events late.
 A source that has offered nothing for ``idle_source_secs`` of wall time (passed in by the
-caller; offline replay passes none) stops holding the watermark back, and nothing is
+caller; offline replay passes none) stops holding the watermark back (once every source is idle,
+the watermark is the newest event less ``allowed_lateness_ms``), and nothing is
 released before the market (a ``mev.market.ticks`` source) has been seen (after a state restore:
 offered again, and only then do the restored sources start their idle time). Ties are broken by
 topic rank and the canonical bytes of the event, never by arrival, so the same input
 set yields the same outputs whether it is read from Kafka or from a file. Bars close at
 multiples of ``bar_ms``; at each bar end every portfolio is snapshotted and every rule
 scope evaluated, and at each ``coalesce_ms`` boundary portfolios whose positions
-changed get a fresh snapshot (a burst of updates makes one snapshot). An event that
-arrives after the watermark has passed it is applied at once and counted as late: it
+changed, or that hold an asset whose price ticked, get a fresh snapshot (a burst of updates
+makes one snapshot). The market-wide scopes do not wait for the bar: at every multiple of
+``eval_ms`` (a divisor of ``bar_ms``) the ``asset`` rules run on each asset's figures, the
+``global`` rules once on the market's (:mod:`agents.marketwatch`, entity ``market``), the
+``source`` rules on feed health and the ``strategy`` rules on the latest bar's health plus the
+strategy's ``recent`` block; the alert engine's timed transitions are applied there too. The
+market-wide scopes speak on the leader only.
+An event that arrives after the watermark has passed it is applied at once and counted as late: it
 is never dropped, but it is the one case where replay and live output may differ.
 
 Outputs are ``(topic, key, value)`` triples for ``risk.snapshots``, ``risk.alerts``,
@@ -52,12 +59,26 @@ from agents.anomaly.checkpoint import ModelCheckpointer
 from agents.anomaly.models import ModelBundle
 from agents.audit.chain import AuditChain
 from agents.errors import MevRiskError
+from agents.marketwatch import MarketWatch, mean_correlation
 from agents.risk.engine import RiskEngine
 from schemas.contracts import excerpt
 
 Output = tuple[str, str, dict[str, Any]]
 
-TOPIC_RANK = {"mev.market.ticks": 0, "mev.positions": 1, "mev.strategy.stats": 2, "operator": 9}
+TOPIC_RANK = {"mev.market.ticks": 0, "mev.positions": 1, "mev.strategy.stats": 2, "rejected": 8,
+              "operator": 9}
+REJECTED = "rejected"
+"""Pseudo-topic of inputs rejected before the pipeline (contract failures), offered with
+:meth:`RiskPipeline.reject` so the DLQ rate reaches the ``global`` rules in event time."""
+INPUT_KEY_FIELDS = {"mev.market.ticks": ("asset", "chain"), "mev.positions": ("portfolio",),
+                    "mev.strategy.stats": ("strategy",)}
+"""The value field that is a valid input's record key (ticks: the asset, or the chain for gas)."""
+KEY_TIMES_MAX = 4_096
+"""Input keys whose latest event time is kept for :meth:`RiskPipeline.reject` (more are not tracked)."""
+MARKET_SCOPES = frozenset({"source", "asset", "global"})
+"""Rule scopes evaluated on market-wide state: only the leader publishes their alerts."""
+GLOBAL_ENTITY = "market"
+"""Entity id of the ``global`` scope's one evaluation per step."""
 GLOBAL_CHAIN = "risk"
 """The audit chain of market-wide and global records; partitions have ``risk-p<N>``."""
 OPERATOR = "operator"
@@ -115,6 +136,10 @@ class RiskPipeline:
     bar_ms: int = 1_000
     allowed_lateness_ms: int = 2_000
     coalesce_ms: int = 250
+    refresh_on_price: bool = True
+    """A price tick makes every portfolio holding the asset due for a snapshot at the next
+    ``coalesce_ms`` boundary (marks, P&L, VaR/ES and the portfolio rules between bars); False: only
+    position changes and bar ends do."""
     source_limits_ms: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SOURCE_LIMITS_MS))
     audits: dict[str, AuditChain] = field(default_factory=dict)
     """Hash chains by name: ``risk-p<N>`` for the portfolios and strategies of input partition N
@@ -123,6 +148,11 @@ class RiskPipeline:
     kill_switch: KillSwitch = field(default_factory=KillSwitch)
     stats: PipelineStats = field(default_factory=PipelineStats)
     idle_source_secs: float = 5.0
+    head_idle_secs: float = 0.05
+    """A source whose reader has read everything the broker held (:meth:`at_head`) stops holding
+    the watermark after this many wall seconds without an event: whatever it sends next is newer
+    than what it sent (in-flight reordering up to ``allowed_lateness_ms`` is covered). 0: off. A
+    source with records still to read holds it for up to ``idle_source_secs``."""
     models: ModelBundle | None = None
     """Online anomaly models (seeded); their scores go into ``snapshot["anomaly"]`` before rules run."""
     checkpoints: ModelCheckpointer | None = None
@@ -146,12 +176,27 @@ class RiskPipeline:
     once at one millisecond before each multiple (``checkpoint_due`` is set; :meth:`resume` goes on)
     so that every worker's checkpoint describes the same instant and the partitions of several
     workers' checkpoints can be restored together. The outputs do not depend on it."""
+    watch: MarketWatch = field(default_factory=MarketWatch)
+    """Per-asset, per-chain, per-strategy and global figures for the ``asset``/``global`` rules and
+    the strategies' ``recent`` block (:mod:`agents.marketwatch`)."""
+    eval_ms: int = 1_000
+    """Event-time ms between market-wide rule evaluations (asset, global, source, strategy recent);
+    reduced to the largest divisor of ``bar_ms`` not above it."""
 
     def __post_init__(self) -> None:
+        self.eval_ms = math.gcd(max(1, min(self.eval_ms, self.bar_ms)), self.bar_ms)
+        self._health: dict[str, dict[str, Any]] = {}
+        """Strategy -> its health figures at the last bar close (the eval steps reuse them)."""
         self._heap: list[tuple[int, int, bytes, str, dict[str, Any]]] = []
         self._max_ts: int | None = None
+        self._key_ts: dict[tuple[str, str], int] = {}
+        """(input topic, record key) -> the latest event time offered with that key: the time of a
+        rejected record of that key (:meth:`reject`)."""
+        self._rejects = 0  # tie-breaker of rejected records in the heap (their order is immaterial)
         self._source_max: dict[tuple[str, int], int | None] = {}
         self._source_wall: dict[tuple[str, int], float] = {}
+        self._at_head: set[tuple[str, int]] = set()  # sources whose reader is at the partition's end
+        self._behind: set[tuple[str, int]] = set()  # sources whose reader knows it has records left
         self._clock: int | None = None  # event time up to which everything has been processed
         self._resuming = False
         """Set by ``agents.state.restore``: nothing is released until the market is offered again,
@@ -183,8 +228,8 @@ class RiskPipeline:
 
     def market_ahead(self, wall_s: float) -> bool:
         """The market ticks are not what holds the watermark back: every tick partition has offered
-        an event newer than the slowest active partitioned input that holds the clock (one that has
-        offered something within ``idle_source_secs`` of ``wall_s``). A feed reading the ticks may
+        an event newer than the slowest active partitioned input that holds the clock (one not idle
+        at ``wall_s``, see ``_idle``). A feed reading the ticks may
         then wait for the partitioned inputs without stopping the clock: they, or their idleness,
         release the buffered ticks."""
         ticks: list[int] = []
@@ -194,18 +239,25 @@ class RiskPipeline:
                 if ts is None:
                     return False
                 ticks.append(ts)
-            elif (ts is not None and self._holds_clock(source)
-                  and wall_s - self._source_wall.get(source, wall_s) < self.idle_source_secs):
+            elif ts is not None and self._holds_clock(source) and not self._idle(source, wall_s):
                 others.append(ts)
         return bool(ticks and others) and min(ticks) > min(others)
 
     # ---- inputs ------------------------------------------------------------
     def offer(
-        self, topic: str, value: dict[str, Any], partition: int = 0, wall_s: float | None = None
+        self, topic: str, value: dict[str, Any], partition: int = 0, wall_s: float | None = None,
+        arrival_ms: int | None = None,
     ) -> list[Output]:
         """Accept one validated input event from ``topic[partition]``; return what it releases.
 
         ``wall_s`` (monotonic seconds) lets idle partitions stop holding the watermark back.
+        ``arrival_ms`` (the wall clock when it was read, ms since the epoch; None offline): an event
+        stamped ahead of it moves its partition's progress only up to it. Inputs may be stamped up
+        to the admitted future skew ahead, and one such record (a bot's clock, or a hostile one)
+        would otherwise stop its partition holding the clock back for that long, so the partition's
+        next records (stamped correctly, about the wall clock) could arrive behind the watermark
+        and be late. A lower hold only delays a release, never changes it, so the outputs stay
+        those of the offline replay.
         """
         ts = int(value["ts_ms"])
         source = (topic, partition)
@@ -222,7 +274,9 @@ class RiskPipeline:
                     # ticks alone would run the clock past their next events)
                     self._source_wall[waiting] = wall_s
             self._resuming = False
-        self._source_max[source] = max(ts, self._source_max.get(source) or ts)
+        held = ts if arrival_ms is None else min(ts, arrival_ms)
+        self._source_max[source] = max(held, self._source_max.get(source) or held)
+        self._note_key_time(topic, value, ts)
         if wall_s is not None:
             self._source_wall[source] = wall_s
         self._max_ts = ts if self._max_ts is None else max(self._max_ts, ts)
@@ -243,6 +297,73 @@ class RiskPipeline:
         self._source_max.setdefault((topic, partition), None)
         self._source_wall.setdefault((topic, partition), wall_s)
 
+    def _note_key_time(self, topic: str, value: dict[str, Any], ts: int) -> None:
+        fields = INPUT_KEY_FIELDS.get(topic, ())
+        key = next((value[f] for f in fields if isinstance(value.get(f), str)), None)
+        if key is None:
+            return
+        entry = (topic, key)
+        if entry in self._key_ts:
+            self._key_ts[entry] = max(self._key_ts[entry], ts)
+        elif len(self._key_ts) < KEY_TIMES_MAX:
+            self._key_ts[entry] = ts
+
+    def reject_time(self, topic: str, key: str | None) -> int | None:
+        """The event time of a record of ``topic`` with record key ``key`` rejected to ``risk.dlq``:
+        the latest event time offered with that key on that topic (a rejected record's own time is
+        untrusted, and its broker time is wall time); an unknown key: the latest event time offered
+        (None before any). Records of one key keep their order in Kafka (one partition) and in a
+        recording, so both paths give the same time; only the fallback depends on arrival."""
+        known = self._key_ts.get((topic, key)) if key is not None else None
+        return known if known is not None else self._max_ts
+
+    def reject(self, topic: str, key: str | None, reason: str) -> list[Output]:
+        """Count an input of ``topic`` with record key ``key``, rejected before the pipeline (it
+        went to ``risk.dlq``), at :meth:`reject_time`; it is ordered with the inputs, never holds
+        the watermark, and feeds the ``global`` scope's DLQ rate (``system.dlq_recent``). Before any
+        event time is known it is not counted."""
+        ts = self.reject_time(topic, key)
+        if ts is None:
+            return []
+        value = {"topic": topic, "reason": reason, "ts_ms": ts}
+        if self._clock is not None and ts < self._clock:
+            self.watch.on_rejected(self._clock)  # late: counted now, as a late input is applied now
+            return []
+        self._rejects += 1
+        order = orjson.dumps(value, option=orjson.OPT_SORT_KEYS) + b"#%d" % self._rejects
+        heapq.heappush(self._heap, (ts, TOPIC_RANK[REJECTED], order, REJECTED, value))
+        return []  # the watermark did not move
+
+    def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None:
+        """Tell whether the reader of ``topic[partition]`` has read everything the broker held at
+        its last fetch (the partition's end offset): such a source stops holding the watermark
+        after ``head_idle_secs`` without an event instead of ``idle_source_secs``. ``exact``: the
+        reader's position is exact (the market feed's own consumer), so a source behind its end
+        never counts as idle: its records are there to be read, and releasing past them would make
+        them late (a worker whose event loop stalled for seconds, say after a restore, would
+        otherwise let the first partition it reads move the clock past the others)."""
+        source = (topic, partition)
+        if caught_up:
+            self._at_head.add(source)
+        else:
+            self._at_head.discard(source)
+        if exact and not caught_up:
+            self._behind.add(source)
+        else:
+            self._behind.discard(source)
+
+    def inputs_pending(self) -> bool:
+        """A tick partition the market feed knows has records left to read (:meth:`at_head` with
+        ``exact``): the input is not quiet, whatever the wall time since its last event."""
+        return bool(self._behind)
+
+    def _idle(self, source: tuple[str, int], wall_s: float) -> bool:
+        if source in self._behind:
+            return False
+        quiet = wall_s - self._source_wall.get(source, wall_s)
+        return quiet >= self.idle_source_secs or (
+            0 < self.head_idle_secs <= quiet and source in self._at_head)
+
     def _market_seen(self) -> bool:
         """A market tick has been offered (since the restore, for a restored pipeline)."""
         return not self._resuming and any(
@@ -259,17 +380,21 @@ class RiskPipeline:
         if not self._market_seen():
             return None
         sources = [(source, ts) for source, ts in self._source_max.items() if self._holds_clock(source)]
-        active = [
-            ts for source, ts in sources
-            if wall_s is None or wall_s - self._source_wall.get(source, wall_s) < self.idle_source_secs
-        ]
+        active = [ts for source, ts in sources if wall_s is None or not self._idle(source, wall_s)]
         live = [ts for ts in active if ts is not None]
         if len(live) < len(active):
             return None
         seen = [ts for _, ts in sources if ts is not None]
         if not seen:
             return None
-        return min(live or seen) - self.allowed_lateness_ms
+        if live:
+            return min(live) - self.allowed_lateness_ms
+        # every source is idle: nothing holds the clock, up to the newest event (less the lateness).
+        # Not the oldest: which partition fell silent last is wall timing, and min(live) released
+        # past every partition that fell silent before the others, so the clock a quiet pipeline
+        # came to rest at depended on that order (a restarted worker replaying the same input went
+        # further than the first and published events the first had never reached)
+        return max(seen) - self.allowed_lateness_ms
 
     def poll(self, wall_s: float) -> list[Output]:
         """Re-evaluate the watermark at wall time ``wall_s``: partitions that fell idle since the
@@ -347,20 +472,24 @@ class RiskPipeline:
                 self._clock = last_bar - self.bar_ms
                 continue
             next_coalesce = (self._clock // self.coalesce_ms + 1) * self.coalesce_ms
-            boundary = min(next_bar, next_coalesce) if self._dirty else next_bar
+            next_eval = (self._clock // self.eval_ms + 1) * self.eval_ms
+            boundary = min(next_bar, next_eval, next_coalesce) if self._dirty else min(next_bar, next_eval)
             if boundary > to_ms:
                 self._clock = to_ms
                 return
             self._clock = boundary
             if boundary == next_bar:
                 self._close_bar(boundary, out)
-            else:
+                continue
+            if boundary == next_coalesce and self._dirty:
                 self._snapshot_dirty(boundary, out)
+            if boundary == next_eval:
+                self._eval_step(boundary, out)
 
     def _apply(self, topic: str, value: dict[str, Any], out: list[Output]) -> None:
         """Apply one released event; admission refusals and exceptions quarantine it."""
         try:
-            if topic != OPERATOR:
+            if topic not in (OPERATOR, REJECTED):
                 self.admission.admit(topic, value)
         except AdmissionRefused as refused:
             self._dead_letter(topic, value, refused.reason, refused.detail, refused.entity, None, out)
@@ -391,6 +520,8 @@ class RiskPipeline:
         """Quarantine a released event to ``risk.dlq`` (published by the worker that speaks for it:
         the owner of its partition, the leader for market events)."""
         self.stats.dead_letters[reason] = self.stats.dead_letters.get(reason, 0) + 1
+        ts = value.get("ts_ms")
+        self.watch.on_rejected(ts if isinstance(ts, int) else self.watermark_ms)
         kind = {"mev.positions": "portfolio", "mev.strategy.stats": "strategy"}.get(topic)
         name = value.get("portfolio" if kind == "portfolio" else "strategy")
         speaks = self.owns(kind, str(name)) if kind is not None else self.leader
@@ -421,9 +552,12 @@ class RiskPipeline:
 
     def _apply_event(self, topic: str, value: dict[str, Any], out: list[Output]) -> None:
         if topic == "mev.market.ticks":
-            self.risk.on_tick(value)
-            if self.models is not None:
-                self.models.on_tick(value)
+            if self.risk.on_tick(value) and self.refresh_on_price and value.get("kind") == "price":
+                # the portfolios holding the asset are re-marked at the next coalescing boundary
+                self._dirty.update(self.risk.holders(value["asset"]))
+            scored = self.models.on_tick(value) if self.models is not None else None
+            self.watch.on_tick(value, None if scored is None else scored.score,
+                               scored is not None and scored.is_anomaly)
             source = value["source"]
             health = self._sources.get(source)
             if health is None:
@@ -438,7 +572,10 @@ class RiskPipeline:
                 self.stats.stale_positions += 1
         elif topic == "mev.strategy.stats":
             self.risk.on_strategy_stats(value)
+            self.watch.on_stats(value)
             self._strategies.add(value["strategy"])
+        elif topic == REJECTED:
+            self.watch.on_rejected(int(value["ts_ms"]))
         elif topic == OPERATOR:
             out.extend(self._operate(value))
 
@@ -461,11 +598,49 @@ class RiskPipeline:
                 health = self._guarded("strategy_health", None,
                                        partial(self.risk.strategy_health, strategy, bar_end))
                 if health is not None:
-                    self._alerts(self._evaluate("strategy", strategy, health, bar_end), out)
-        for name in sorted(self._sources) if self.leader else ():
-            context = self._sources[name].context(bar_end)
-            self._alerts(self._evaluate("source", name, context, bar_end), out)
+                    self._health[strategy] = health
+                    context = {**health, "recent": self.watch.strategy_recent(strategy, bar_end)}
+                    self._alerts(self._evaluate("strategy", strategy, context, bar_end), out)
+        self._market_scopes(bar_end, out)
         self._alerts(self._guarded("alerts", None, lambda: self.alerts.tick(bar_end)) or (), out)
+
+    def _eval_step(self, ts_ms: int, out: list[Output]) -> None:
+        """Between bars, at each ``eval_ms``: strategy rules on the last bar's health and the fresh
+        ``recent`` block, the market-wide scopes, then the timed transitions."""
+        for strategy in sorted(self._health):
+            if self.owns("strategy", strategy):
+                context = {**self._health[strategy], "recent": self.watch.strategy_recent(strategy, ts_ms)}
+                self._alerts(self._evaluate("strategy", strategy, context, ts_ms), out)
+        self._market_scopes(ts_ms, out)
+        self._alerts(self._guarded("alerts", None, lambda: self.alerts.tick(ts_ms)) or (), out)
+
+    def _market_scopes(self, ts_ms: int, out: list[Output]) -> None:
+        """Source, asset and global rules (the leader's): one asset context per asset, one global."""
+        if not self.leader:
+            return
+        for name in sorted(self._sources):
+            self._alerts(self._evaluate("source", name, self._sources[name].context(ts_ms), ts_ms), out)
+        plans = self.alerts.ruleset.plans
+        if "asset" not in plans and "global" not in plans:
+            return
+        assets = self._guarded("watch", None, lambda: {
+            n: self.watch.asset_context(n, ts_ms) for n in self.watch.assets}) or {}
+        for name, context in assets.items():
+            self._alerts(self._evaluate("asset", name, context, ts_ms), out)
+        if "global" in plans:
+            system = self._guarded("watch", None, lambda: self.watch.global_context(
+                ts_ms, assets, self._market_figures()))
+            if system is not None:
+                self._alerts(self._evaluate("global", GLOBAL_ENTITY, system, ts_ms), out)
+
+    def _market_figures(self) -> dict[str, float]:
+        """The risk core's market flags (seed names): volatility, correlation, liquidity ratio."""
+        summary = self.risk.market_summary()
+        names = list(self.risk.assets.names)
+        cov = self.risk.ewma.covariance(len(names))
+        return {"volatility": float(summary["volatility"]),
+                "liquidity_ratio": float(summary["liquidity_ratio"]),
+                "correlation": mean_correlation(cov, names, self.watch.config.pegs)}
 
     def _evaluate(self, scope: str, entity: str, context: dict[str, Any], ts_ms: int) -> Iterable[Any]:
         return self._guarded("alerts", None,
@@ -499,6 +674,10 @@ class RiskPipeline:
                 else models.between_bars(portfolio, snapshot)))
             if anomaly is not None:
                 snapshot["anomaly"] = anomaly
+        if computed is not None:
+            trend = self._guarded("snapshot", portfolio, lambda: self.watch.on_snapshot(portfolio, snapshot))
+            if trend is not None:
+                snapshot["trend"] = trend
         for enrich in self.enrichers:
             self._guarded("snapshot", portfolio, partial(enrich, snapshot))
         non_finite: list[str] = []
@@ -517,6 +696,8 @@ class RiskPipeline:
 
     def _alerts(self, events: Iterable[Any], out: list[Output]) -> None:
         for event in events:
+            if not self.leader and event.scope in MARKET_SCOPES:
+                continue  # restored market-wide states may still tick here: the leader speaks for them
             self._guarded("alerts", None, partial(self._alert, event, out))
 
     def _alert(self, event: Any, out: list[Output]) -> None:

@@ -53,6 +53,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             rules_path=Path(args.rules) if args.rules else None,
             bar_ms=args.bar_ms or get_settings().bar_ms,
             allowed_lateness_ms=get_settings().allowed_lateness_ms,
+            coalesce_ms=get_settings().snapshot_coalesce_ms,
+            refresh_on_price=get_settings().refresh_on_price,
         )
         result = replay(read_lines(path), options)
         alerts = result.of("risk.alerts")
@@ -63,7 +65,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(lines)
         print(
             f"replay: {len(result.of('risk.snapshots'))} snapshots, {len(alerts)} alert events, "
-            f"rejected {dict(result.rejected)}",
+            f"{len(result.of('risk.controls'))} controls, rejected {dict(result.rejected)}",
             file=sys.stderr,
         )
         return 0

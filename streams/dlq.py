@@ -16,7 +16,7 @@ import base64
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -66,10 +66,37 @@ async def send_dead_letter(source_topic: str, letter: dict[str, Any]) -> bool:
     return True
 
 
+class Rejected(NamedTuple):
+    """An input record that broke its contract: its reason and its record key (decoded, bounded;
+    None without one), which the pipeline's DLQ rate times it by (``RiskPipeline.reject``)."""
+
+    reason: str
+    key: str | None
+
+
+RECORD_KEY_CHARS = 128
+"""A rejected record's key is kept to this many characters (valid keys are at most 128)."""
+
+
+def record_key(key: bytes | None) -> str | None:
+    """A record key as the pipeline names it (undecodable bytes replaced, at most 128 characters).
+
+    >>> record_key(b"ETH"), record_key(None)
+    ('ETH', None)
+    """
+    return None if key is None else key[: RECORD_KEY_CHARS * 4].decode("utf-8", "replace")[:RECORD_KEY_CHARS]
+
+
 async def accept(event: Any) -> dict[str, Any] | None:
     """Validate one Faust event of an input topic; return the clean dict or None after DLQ-ing it."""
+    checked = await screen(event)
+    return None if isinstance(checked, Rejected) else checked
+
+
+async def screen(event: Any) -> dict[str, Any] | Rejected:
+    """As :func:`accept`, but a rejected record gives its :class:`Rejected`."""
     message = event.message
-    return await accept_record(message.topic, message.partition, message.offset, event.key, event.value,
+    return await screen_record(message.topic, message.partition, message.offset, event.key, event.value,
                                broker_time_ms(message.timestamp, seconds=True))
 
 
@@ -79,17 +106,24 @@ async def accept_record(kafka_topic: str, partition: int, offset: int, key: byte
     """Validate one input record (``broker_ms``: its broker timestamp, Unix ms); return the clean
     dict or None after DLQ-ing it (only when this worker ``speaks`` for the record: one worker
     dead-letters each, the others only skip it)."""
+    checked = await screen_record(kafka_topic, partition, offset, key, value, broker_ms, speaks=speaks)
+    return None if isinstance(checked, Rejected) else checked
+
+
+async def screen_record(kafka_topic: str, partition: int, offset: int, key: bytes | None,
+                        value: bytes | None, broker_ms: int | None, *, speaks: bool = True
+                        ) -> dict[str, Any] | Rejected:
+    """As :func:`accept_record`, but a rejected record gives its :class:`Rejected`."""
     topic = contract_topic(kafka_topic)
     try:
         clean = validate_bytes(topic, value, key=key, now_ms=broker_ms,
                                max_future_skew_ms=get_settings().max_future_skew_ms)
     except ContractError as error:
-        if not speaks:
-            return None
-        letter = dead_letter(kafka_topic, partition, offset, key, value, error)
-        log.warning("rejected %s[%d]@%d to risk.dlq: %s", kafka_topic, partition, offset, error)
-        await send_dead_letter(kafka_topic, letter.asdict())
-        return None
+        if speaks:
+            letter = dead_letter(kafka_topic, partition, offset, key, value, error)
+            log.warning("rejected %s[%d]@%d to risk.dlq: %s", kafka_topic, partition, offset, error)
+            await send_dead_letter(kafka_topic, letter.asdict())
+        return Rejected(error.reason, record_key(key))
     metrics.EVENTS_IN.labels(topic).inc()
     metrics.EVENT_LAG_SECONDS.labels(topic).set(time.time() - clean["ts_ms"] / 1000)
     return clean

@@ -41,12 +41,13 @@ from streams import kafka_clients, metrics
 from streams.api.hub import notify_listeners
 from streams.app import app
 from streams.codecs import dumps
+from streams.dlq import Rejected, screen_record
 from streams.heartbeat import heartbeat_target_ms
 from streams.host_reads import HostReads
 from streams.sending import send_unless_stopping
 from streams.settings import get_settings
 from streams.supervision import crashed, register, supervised
-from streams.topics import MARKET_TICKS, contract_topic
+from streams.topics import MARKET_TICKS, POSITIONS, STRATEGY_STATS, contract_topic
 from streams.wiring import checkpoint_secret, install_pipeline
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,19 @@ class Pipeline(Protocol):
     bar_ms: int
 
     def offer(
-        self, topic: str, value: dict[str, Any], partition: int, wall_s: float | None
+        self, topic: str, value: dict[str, Any], partition: int, wall_s: float | None,
+        arrival_ms: int | None = None,
     ) -> list[tuple[str, str, dict[str, Any]]]: ...
 
     def expect(self, topic: str, partition: int, wall_s: float) -> None: ...
 
+    def reject(self, topic: str, key: str | None, reason: str) -> list[tuple[str, str, dict[str, Any]]]: ...
+
     def heartbeat(self, watermark_ms: int) -> list[tuple[str, str, dict[str, Any]]]: ...
 
     def poll(self, wall_s: float) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None: ...
 
     @property
     def watermark_ms(self) -> int: ...
@@ -87,6 +93,11 @@ class Pipeline(Protocol):
     risk: RiskEngine
 
 
+STALL_S = 1.5
+"""Wall seconds between two pipeline calls beyond which the worker counts as held up
+(:meth:`PipelineHost.working_wall`): the release timer polls every second."""
+
+
 class PipelineHost(HostReads):
     """Serialises access to the pipeline (one asyncio lock) and sends what it emits; the web views
     read it through :class:`streams.host_reads.HostReads` only."""
@@ -94,8 +105,20 @@ class PipelineHost(HostReads):
     def __init__(self) -> None:
         self.pipeline: Pipeline | None = None
         self._lock = asyncio.Lock()
+        self._publishing = asyncio.Lock()
+        """Held while one step's outputs are sent; taken before the step releases ``_lock`` (asyncio
+        locks wake their waiters in order), so outputs reach their topics in the order the pipeline
+        made them, while the next step may already compute."""
         self.last_input_wall: float = time.monotonic()
+        """When the newest input record was offered or rejected, or (whichever is later) when the
+        last one offered finished (a reader held up by the pipeline reads its next record then)."""
         self.last_event_ts_ms: int = 0
+        self._wall_seen = time.monotonic()
+        self._wall_paused = 0.0
+        self._inputs_in_flight = 0
+        """Input records being offered or rejected now, waiting for the pipeline lock included: the
+        idle heartbeat never runs while one is (a worker held up by its own publishing, say, is
+        not a quiet input)."""
         self.publishers: dict[str, Any] = {}
         self.archive: Any = None
         """``agents.reports.archive.DayArchive``: sees every output, adds a day's reports when it closes."""
@@ -202,6 +225,36 @@ class PipelineHost(HostReads):
             return  # offered before (recovery replayed it, or Faust delivered it again)
         await self.replay(topic, value, partition, offset)
 
+    async def reject(self, topic: str, rejected: Rejected, partition: int, generation: int | None = None,
+                     offset: int | None = None, *, live: bool = True) -> None:
+        """Count an input record rejected to ``risk.dlq`` in the pipeline's DLQ rate
+        (``RiskPipeline.reject``), in its place among the inputs; as :meth:`offer`, a live one waits
+        for recovery and is dropped when read for an older ``generation`` or already replayed
+        (``live=False``: recovery's own replay)."""
+        if live and not self.ready.is_set():
+            await self.ready.wait()
+        if generation is not None and generation != self.generation:
+            return
+        if offset is not None and offset < self.next_offsets.get((topic, partition), -1):
+            return
+        if self.pipeline is None:
+            return
+        self._inputs_in_flight += 1
+        try:
+            async with self._lock:
+                outputs = self.pipeline.reject(topic, rejected.key, rejected.reason)
+                if not outputs:
+                    return
+                await self._publishing.acquire()
+            await self._publish_in_order(outputs)
+        finally:
+            self._input_done()
+
+    async def replay_rejected(self, topic: str, rejected: Rejected, partition: int,
+                              offset: int | None = None) -> None:
+        """Recovery's replay of a rejected partitioned input (:meth:`reject`, not waiting)."""
+        await self.reject(topic, rejected, partition, offset=offset, live=False)
+
     async def expected_offset(self, topic: str, partition: int) -> int | None:
         """The next offset of a partitioned input the pipeline expects (None: unknown); waits while
         the pipeline is being recovered (``streams.continuity``)."""
@@ -219,18 +272,54 @@ class PipelineHost(HostReads):
                      offset: int | None = None) -> None:
         """Offer an input event now (recovery's replay, and live events once recovered)."""
         self.last_input_wall = time.monotonic()
+        arrival_ms = int(time.time() * 1000)
         self.last_event_ts_ms = max(self.last_event_ts_ms, int(value.get("ts_ms", 0)))
         if self.pipeline is None:
             return
         if topic == "mev.positions" and self.checkpoints is not None:
             self.checkpoints.note_position(value["portfolio"], partition)
-        async with self._lock:
-            outputs = self.pipeline.offer(topic, value, partition, self.last_input_wall)
-            if offset is not None:
-                self.next_offsets[(topic, partition)] = offset + 1
-            taken = await self._take_state_if_due(outputs)
-        await self.publish(outputs)
-        self._send_state(taken)
+        self._inputs_in_flight += 1
+        try:
+            async with self._lock:
+                outputs = self.pipeline.offer(topic, value, partition, self.working_wall(), arrival_ms)
+                if offset is not None:
+                    self.next_offsets[(topic, partition)] = offset + 1
+                taken = await self._take_state_if_due(outputs)
+                await self._publishing.acquire()
+            await self._publish_in_order(outputs)
+            self._send_state(taken)
+        finally:
+            self._input_done()
+
+    def working_wall(self) -> float:
+        """The wall clock the pipeline judges idle inputs by (monotonic seconds): it stands still
+        while the worker makes no pipeline call, beyond :data:`STALL_S`. Called for every pipeline
+        call that passes a wall time, under the lock. The release timer polls every second, so a
+        longer gap means the worker itself was held up (its publishing, a loaded machine, a long
+        step), and no input partition could be read meanwhile: counting that time as their silence
+        made every partition idle at once and let the first record read after it move the clock
+        past the records still unread (late, so the live outputs differed from the offline replay)."""
+        now = time.monotonic()
+        gap = now - self._wall_seen
+        if gap > STALL_S:
+            self._wall_paused += gap - STALL_S
+        self._wall_seen = max(now, self._wall_seen)
+        return now - self._wall_paused
+
+    def _input_done(self) -> None:
+        self._inputs_in_flight -= 1
+        self.last_input_wall = max(self.last_input_wall, time.monotonic())
+
+    def _quiet_for(self, idle_secs: float) -> float | None:
+        """Wall seconds without input when the inputs count as quiet for the idle heartbeat (at
+        least ``idle_secs``, no input record in flight, no tick partition known to have records
+        left to read), else None."""
+        idle = time.monotonic() - self.last_input_wall
+        pending = getattr(self.pipeline, "inputs_pending", None)
+        if (idle < idle_secs or self.last_event_ts_ms == 0 or self._inputs_in_flight
+                or (pending is not None and pending())):
+            return None
+        return idle
 
     async def _take_state_if_due(self, outputs: list[tuple[str, str, dict[str, Any]]]
                                  ) -> tuple[dict[str, bytes], int, frozenset[int], bool] | None:
@@ -312,24 +401,38 @@ class PipelineHost(HostReads):
         if self.pipeline is None or not self.ready.is_set():
             return
         async with self._lock:
-            outputs = self.pipeline.poll(time.monotonic())
+            outputs = self.pipeline.poll(self.working_wall())
             taken = await self._take_state_if_due(outputs)
-        await self.publish(outputs)
+            await self._publishing.acquire()
+        await self._publish_in_order(outputs)
         self._send_state(taken)
+
+    def at_head(self, topic: str, partition: int, caught_up: bool, exact: bool = False) -> None:
+        """Whether the reader of an input partition is at its end (``RiskPipeline.at_head``)."""
+        if self.pipeline is not None:
+            self.pipeline.at_head(topic, partition, caught_up, exact)
 
     async def heartbeat(self, idle_secs: float) -> None:
         """Advance the engine clock by the idle wall time when no input arrived for ``idle_secs``."""
-        if self.pipeline is None or not self.ready.is_set():
+        if self.pipeline is None or not self.ready.is_set() or self._quiet_for(idle_secs) is None:
             return
-        idle = time.monotonic() - self.last_input_wall
-        if idle < idle_secs or self.last_event_ts_ms == 0:
-            return
-        to_ms = heartbeat_target_ms(self.last_event_ts_ms, int(time.time() * 1000), int(idle * 1000))
         async with self._lock:
+            idle = self._quiet_for(idle_secs)  # again: inputs may have come while this waited
+            if idle is None:
+                return
+            to_ms = heartbeat_target_ms(self.last_event_ts_ms, int(time.time() * 1000), int(idle * 1000))
             outputs = self.pipeline.heartbeat(to_ms)
             taken = await self._take_state_if_due(outputs)
-        await self.publish(outputs)
+            await self._publishing.acquire()
+        await self._publish_in_order(outputs)
         self._send_state(taken)
+
+    async def _publish_in_order(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Publish a step's outputs and release ``_publishing`` (acquired under ``_lock``)."""
+        try:
+            await self.publish(outputs)
+        finally:
+            self._publishing.release()
 
     async def publish(self, outputs: list[tuple[str, str, dict[str, Any]]]) -> None:
         checkpointer = getattr(self.pipeline, "checkpoints", None)
@@ -425,15 +528,48 @@ register("recovery")
 
 
 async def _position(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], keep: int,
-                    starts: dict[int, int] | None) -> None:
+                    starts: dict[int, int] | None) -> dict[TopicPartition, int]:
     """Start each partition where a restored checkpoint left it (``starts``), else ``keep`` messages
-    before its end (or at its beginning); the start is the next offset not yet offered."""
+    before its end (or at its beginning); the start is the next offset not yet offered. Returns the
+    offset each partition is read from."""
     begin = await consumer.beginning_offsets(partitions)
     end = await consumer.end_offsets(partitions)
+    positions = {}
     for tp in partitions:
         start = starts[tp.partition] if starts and tp.partition in starts else max(begin[tp], end[tp] - keep)
-        consumer.seek(tp, max(start, begin[tp]))
+        positions[tp] = max(start, begin[tp])
+        consumer.seek(tp, positions[tp])
         host.next_offsets[(contract_topic(MARKET_TICKS), tp.partition)] = start
+    return positions
+
+
+def _mark_heads(consumer: AIOKafkaConsumer, read_to: dict[TopicPartition, int]) -> None:
+    """Tell the pipeline which tick partitions the feed has read to their end (as of its last fetch):
+    those stop holding the watermark soon after they fall silent (``RiskPipeline.at_head``)."""
+    for tp, position in read_to.items():
+        end = consumer.highwater(tp)
+        if end is not None:
+            host.at_head("mev.market.ticks", tp.partition, position >= end, exact=True)
+
+
+async def mark_input_heads(ends: Any) -> None:
+    """The same for the partitioned inputs this worker owns, read through Faust: at its end when
+    the next offset the pipeline expects reaches the partition's end offset, asked of the broker
+    (``ends``: an ``AIOKafkaConsumer.end_offsets``). Faust's own high watermark is only as fresh as
+    its last fetch, which lags by hundreds of ms on a busy machine: records past it were then read
+    late."""
+    owned = host.assignment
+    if not owned or host.pipeline is None:
+        return
+    tps = [TopicPartition(t, p) for t in (POSITIONS, STRATEGY_STATS) for p in sorted(owned)]
+    try:
+        found = await ends(tps)
+    except Exception as exc:  # advisory: without it, those partitions hold the clock (idle_source_secs)
+        log.debug("end offsets of the inputs not read: %r", exc)
+        return
+    for tp, end in found.items():
+        topic = contract_topic(tp.topic)
+        host.at_head(topic, tp.partition, host.next_offsets.get((topic, tp.partition), 0) >= end)
 
 
 @app.task
@@ -522,12 +658,14 @@ async def recover() -> None:
     if report is None:  # state checkpoints on: only the owned partitions, from their beginning
         replayed = await bootstrap_inputs(settings.kafka_bootstrap_servers, app.conf.id, host.replay,
                                           partitions=host.assignment if host.state_ms else None,
-                                          skip=host.quarantined, reached=reached)
+                                          skip=host.quarantined, reached=reached,
+                                          reject=host.replay_rejected)
     else:  # only the owned partitions, from where the checkpoint left them
         replayed = await bootstrap_inputs(
             settings.kafka_bootstrap_servers, app.conf.id, host.replay,
             start={k: v for k, v in report.offsets.items() if k[0] != "mev.market.ticks"},
-            partitions=host.assignment, skip=host.quarantined, reached=reached)
+            partitions=host.assignment, skip=host.quarantined, reached=reached,
+            reject=host.replay_rejected)
     for key, end in reached.items():  # records skipped by the replay (rejected, quarantined) too
         host.next_offsets[key] = max(host.next_offsets.get(key, -1), end)
     phase("replay")
@@ -575,7 +713,7 @@ async def _restore_state(bootstrap: str) -> Any:
                     restore, cast(Any, host.pipeline),
                     {"market": candidate.blobs["market"],
                      **{f"p{p}": candidate.blobs[f"p{p}"] for p in sorted(host.assignment)}},
-                    secret=cast(bytes, host.state_secret), wall_s=time.monotonic())
+                    secret=cast(bytes, host.state_secret), wall_s=host.working_wall())
         except Exception as exc:  # CheckpointError, or anything a bad blob provokes: never a crash
             log.error("state checkpoint as_of_ms=%d of %s refused: %s", candidate.as_of_ms,
                       candidate.writer, exc)
@@ -598,17 +736,16 @@ async def _restore_state(bootstrap: str) -> Any:
     return None
 
 
-async def _screen_tick(message: Any) -> dict[str, Any] | None:
+async def _screen_tick(message: Any) -> dict[str, Any] | Rejected:
     """Validate a tick once, here (every worker reads every tick); a bad one goes to ``risk.dlq``
-    from the worker that owns its partition number (the inputs share one partition count), once."""
-    from streams.dlq import accept_record
-
+    from the worker that owns its partition number (the inputs share one partition count), once,
+    and every worker counts it in its pipeline's DLQ rate."""
     where = (message.partition, message.offset)
     speaks = (host.assignment is not None and message.partition in host.assignment
               and where not in host.dead_lettered_ticks)
-    tick = await accept_record(message.topic, message.partition, message.offset, message.key,
+    tick = await screen_record(message.topic, message.partition, message.offset, message.key,
                                message.value, broker_time_ms(message.timestamp), speaks=speaks)
-    if tick is None:
+    if isinstance(tick, Rejected):
         if speaks:
             lettered = host.dead_lettered_ticks
             lettered[where] = None
@@ -662,10 +799,11 @@ async def replicate_market_feed() -> None:
         while True:  # one pass per recovery: a rebuilt pipeline needs the market again
             await host.ready.wait()  # recovered positions are buffered first: the market cannot outrun them
             generation = host.generation
-            await _position(consumer, partitions, settings.market_replay_messages, host.market_start)
+            read_to = await _position(consumer, partitions, settings.market_replay_messages,
+                                      host.market_start)
             host.market_positioned = generation
             if host.pipeline is not None:
-                now = time.monotonic()
+                now = host.working_wall()
                 for tp in partitions:
                     host.pipeline.expect("mev.market.ticks", tp.partition, now)
                 # partitions this worker may own: those it does not own fall idle and stop counting
@@ -674,16 +812,23 @@ async def replicate_market_feed() -> None:
                         host.pipeline.expect(topic, partition, now)
             while generation == host.generation:  # until a rebuild asks for the market again
                 batch = await consumer.getmany(timeout_ms=500)
+                for tp, messages in batch.items():
+                    if messages:
+                        read_to[tp] = messages[-1].offset + 1
                 for message in (m for messages in batch.values() for m in messages):
                     if ("mev.market.ticks", message.partition, message.offset) in host.quarantined:
                         continue
                     tick = await _screen_tick(message)
-                    if tick is None:
+                    if isinstance(tick, Rejected):
+                        await host.reject("mev.market.ticks", tick, message.partition, generation,
+                                          message.offset)
                         continue
                     await host.offer("mev.market.ticks", tick, message.partition, generation,
                                      message.offset)
                     if generation != host.generation:
                         break
+                if generation == host.generation:
+                    _mark_heads(consumer, read_to)
                 await _wait_for_partitioned_inputs(generation)
     finally:
         with contextlib.suppress(Exception):
@@ -749,6 +894,32 @@ async def idle_heartbeat() -> None:
     """Keep the event-time clock moving while the inputs are idle (DESIGN.md, Time)."""
     await host.poll()
     await host.heartbeat(get_settings().idle_heartbeat_secs)
+
+
+RELEASE_INTERVAL_S = max(0.01, get_settings().head_idle_ms / 2000)
+"""How often the worker re-evaluates the watermark when ``MEVRISK_HEAD_IDLE_MS`` is on: twice per
+that time, so a partition read to its end stops holding the clock within 1.5 of them."""
+
+
+@app.task
+@supervised("release_at_head")
+async def release_at_head() -> None:
+    """Release what partitions read to their end no longer hold back (``mark_input_heads``); a
+    loop, not a timer: a release may run longer than the interval (it processes what it releases)."""
+    settings = get_settings()
+    if not settings.head_idle_ms:
+        return
+    consumer = kafka_clients.consumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                      enable_auto_commit=False)
+    await consumer.start()
+    try:
+        while True:
+            await asyncio.sleep(RELEASE_INTERVAL_S)
+            await mark_input_heads(consumer.end_offsets)
+            await host.poll()
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
 
 
 @app.timer(interval=10.0)

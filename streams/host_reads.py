@@ -160,7 +160,12 @@ class HostReads:
         durable (when the host can flush), so the caller answers only after that."""
         async with self._lock:
             outputs = change(self.pipeline)
-            await self.publish(outputs)
+            publishing = getattr(self, "_publishing", None)
+            if publishing is not None:  # after what earlier steps are still sending (PipelineHost)
+                async with publishing:
+                    await self.publish(outputs)
+            else:
+                await self.publish(outputs)
             flush = getattr(self, "flush", None)
             if flush is not None and outputs:
                 await flush()

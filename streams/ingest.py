@@ -17,7 +17,7 @@ from schemas.contracts import broker_time_ms
 from streams import metrics
 from streams.app import app
 from streams.continuity import commit_holes, hole_before
-from streams.dlq import accept, accept_record, quarantine
+from streams.dlq import Rejected, quarantine, screen, screen_record
 from streams.host import host
 from streams.metrics import INPUT_HOLES
 from streams.recovery import read_partition
@@ -60,7 +60,7 @@ async def _consume(stream: Any, *, name: str) -> None:
             if inject:  # test-only (MEVRISK_FAULT_INJECT): a real agent crash, outside the isolation
                 raise RuntimeError("injected fault")
             started = time.perf_counter()
-            await _hand_over(topic, message.partition, message.offset, await accept(event))
+            await _hand_over(topic, message.partition, message.offset, await screen(event))
             metrics.PROCESSING_SECONDS.labels(topic).observe(time.perf_counter() - started)
         except Exception as error:  # a bug past the pipeline's isolation: quarantine, then crash
             await quarantine(event, name, error)
@@ -84,16 +84,17 @@ async def _fill_hole(message: Any, topic: str) -> None:
         if (topic, record.partition, record.offset) in host.quarantined:
             host.handled(topic, record.partition, record.offset)
             continue
-        clean = await accept_record(record.topic, record.partition, record.offset, record.key,
+        clean = await screen_record(record.topic, record.partition, record.offset, record.key,
                                     record.value, broker_time_ms(record.timestamp))
         await _hand_over(topic, record.partition, record.offset, clean)
     await _declare_done(message.tp, first, end)
 
 
-async def _hand_over(topic: str, partition: int, offset: int, clean: dict[str, Any] | None) -> None:
-    """A validated record goes to the pipeline; a rejected one (None: already on risk.dlq) only
-    moves the next offset expected past it."""
-    if clean is None:
+async def _hand_over(topic: str, partition: int, offset: int, clean: dict[str, Any] | Rejected) -> None:
+    """A validated record goes to the pipeline; a rejected one (already on risk.dlq) is counted in
+    its DLQ rate and moves the next offset expected past it."""
+    if isinstance(clean, Rejected):
+        await host.reject(topic, clean, partition, offset=offset)
         host.handled(topic, partition, offset)
     else:
         await host.offer(topic, clean, partition, offset=offset)

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from agents.audit.trust import AuditGate
 from schemas.contracts import ContractError, broker_time_ms, validate_bytes
 from streams import kafka_clients, metrics
+from streams.dlq import Rejected, record_key
 from streams.settings import get_settings
 from streams.topics import ALERTS, AUDIT, CONTROLS, POSITIONS, SNAPSHOTS, STRATEGY_STATS, contract_topic
 
@@ -282,6 +283,7 @@ async def bootstrap_inputs(
     start: Mapping[tuple[str, int], int] | None = None, partitions: Collection[int] | None = None,
     skip: frozenset[tuple[str, int, int]] = frozenset(),
     reached: dict[tuple[str, int], int] | None = None,
+    reject: Callable[..., Awaitable[None]] | None = None,
 ) -> int:
     """Offer every valid position and strategy-stats record below the group's committed offsets,
     as ``offer(topic, value, partition, offset)``.
@@ -291,7 +293,10 @@ async def bootstrap_inputs(
     ``partitions``: read only these input partitions (None: every one).
     ``skip``: quarantined records ``(topic, partition, offset)``, never offered.
     ``reached``: filled with the end of each range read, per contract ``(topic, partition)``: the
-    next offset the live agents must deliver (records skipped here are before it)."""
+    next offset the live agents must deliver (records skipped here are before it).
+    ``reject``: called as ``reject(topic, Rejected, partition, offset)`` for each record that breaks
+    its contract (the input agents sent it to risk.dlq when it first arrived; the pipeline's DLQ
+    rate counts it again, as an uninterrupted run did)."""
     committed = await committed_offsets(bootstrap, group_id)
     consumer = kafka_clients.consumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -306,8 +311,11 @@ async def bootstrap_inputs(
             value = validate_bytes(topic, message.value, key=message.key,
                                    now_ms=broker_time_ms(message.timestamp),
                                    max_future_skew_ms=get_settings().max_future_skew_ms)
-        except ContractError:
-            return  # the input agents sent it to risk.dlq when it first arrived
+        except ContractError as error:  # the input agents sent it to risk.dlq when it first arrived
+            if reject is not None:
+                await reject(topic, Rejected(error.reason, record_key(message.key)), message.partition,
+                             message.offset)
+            return
         count += 1
         await offer(topic, value, message.partition, message.offset)
 

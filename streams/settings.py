@@ -51,12 +51,23 @@ class Settings(BaseSettings):
     """Bar interval in ms of event time; None: deploy/config/risk.yaml (60000). The demo uses 1000."""
     market_replay_messages: int = 250_000
     """Ticks per partition the replicated market feed re-reads at start to refill return windows."""
-    allowed_lateness_ms: int = 2_000
+    allowed_lateness_ms: int = 50
+    """Event-time ms the watermark stays behind the slowest input partition that holds it: covers
+    records reordered in flight (a producer's batches to several partitions); a later record is
+    applied at once and counted late (never dropped)."""
     idle_heartbeat_secs: float = 5.0
     """Wall seconds without any input before the idle heartbeat advances the event-time clock."""
     idle_source_secs: float = 5.0
     """Wall seconds after which a silent input partition stops holding the watermark back."""
+    head_idle_ms: int = 50
+    """Wall ms after which a silent input partition whose reader is at its end (nothing left to
+    read at the last fetch) stops holding the watermark back; 0: off (only ``idle_source_secs``)."""
     snapshot_coalesce_ms: int = 250
+    """Event-time ms between coalesced snapshots of the portfolios that changed (positions, or a
+    price tick of an asset they hold) between bars."""
+    refresh_on_price: bool = True
+    """A price tick makes the portfolios holding the asset due for a snapshot at the next coalescing
+    boundary (False: only position changes and bar ends do)."""
     peer_watch_secs: float = 0.5
     """Seconds between probes of the group's other workers (``streams.peer_watch``): a peer whose web
     port refuses connections on two probes in a row is dead, and is removed from the consumer group at

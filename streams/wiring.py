@@ -45,6 +45,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         bar_ms=settings.bar_ms,
         allowed_lateness_ms=settings.allowed_lateness_ms,
         coalesce_ms=settings.snapshot_coalesce_ms,
+        refresh_on_price=settings.refresh_on_price,
         # with state checkpoints on, they hold the models: risk.models is neither written nor read
         model_checkpoint_ms=(int(settings.model_checkpoint_secs * 1000)
                              if checkpoint_secret(settings) is not None and not state_checkpoint_ms(settings)
@@ -80,6 +81,7 @@ def install_pipeline(host: PipelineSlots, settings: Settings | None = None) -> R
     }
     pipeline = build_pipeline(pipeline_options(settings))
     pipeline.idle_source_secs = settings.idle_source_secs
+    pipeline.head_idle_secs = settings.head_idle_ms / 1000
     pipeline.checkpoint_ms = state_checkpoint_ms(settings)  # the clock stops at each checkpoint instant
     host.pipeline = pipeline
     host.audit_key = audit_mac_key(settings)

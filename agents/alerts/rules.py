@@ -48,8 +48,17 @@ Evaluation context (the CEL variables), by scope:
   ``bundles_submitted``, ``portfolio``.
 * ``source``: ``source`` - feed health: ``name``, ``last_ts_ms``, ``age_ms``,
   ``limit_ms``, ``status``.
-* ``asset``: ``asset`` - market state of one asset (``price_usd``, ``volatility``, ...).
-* ``global``: ``system`` - whatever the caller passes.
+* ``asset``: ``asset`` - market figures of one asset (:mod:`agents.marketwatch`):
+  ``price_usd``, ``pegged``, ``peg_usd``, ``depeg_pct``, ``jump_pct``, ``drop_pct``,
+  ``rise_pct``, ``depth_usd``, ``depth_ratio``, ``spread_bps``, ``anomaly_score``,
+  ``anomaly_flags``, ``age_ms``; the alert's ``asset`` label names the asset.
+* ``global``: ``system`` - market-wide figures, evaluated once per step for the entity
+  ``market`` (:mod:`agents.marketwatch`): ``jump_pct_max``, ``depth_ratio_min``,
+  ``gas_gwei_max``, ``gas_ratio_max``, ``gas_jump_max`` (and the ``*_asset``/``*_chain`` that
+  holds each), ``dlq_recent``, ``volatility``,
+  ``correlation``, ``liquidity_ratio``, ``flags{...}``, ``flag_count``.
+* ``strategy`` contexts also carry ``recent`` {``revert_rate``, ``revert_z``,
+  ``bundles_reverted``, ...}: the last few seconds against the strategy's baseline.
 
 Every scope also has ``entity_id`` (string) and ``ts_ms`` (the event time). Every number
 in the context reaches CEL as a double, so write arithmetic literals with a decimal
@@ -115,8 +124,20 @@ SAMPLE_CONTEXT: dict[str, dict[str, Any]] = {
     "source": {"name": "price-oracle", "last_ts_ms": 1_000.0, "age_ms": 500.0,
                "limit_ms": 30_000.0, "status": "ACTIVE", "errors": 0.0},
     "asset": {"asset": "ETH", "price_usd": 3_000.0, "volatility": 0.02,
-              "depth_usd": 1e6, "spread_bps": 5.0, "gas_price_gwei": 20.0},
-    "global": {},
+              "depth_usd": 1e6, "spread_bps": 5.0, "gas_price_gwei": 20.0, "pegged": False,
+              "peg_usd": 0.0, "depeg_pct": 0.0, "jump_pct": 0.001, "drop_pct": 0.001,
+              "rise_pct": 0.0, "depth_baseline_usd": 1e6, "depth_ratio": 1.0,
+              "anomaly_score": 0.1, "anomaly_flags": 0.0, "age_ms": 100.0},
+    "global": {"assets": 8.0, "jump_pct_max": 0.001, "jump_asset": "ETH", "depeg_pct_max": 0.0,
+               "depeg_asset": "USDC", "depth_ratio_min": 1.0, "depth_asset": "ETH",
+               "anomaly_flags_max": 0.0, "anomaly_asset": "ETH", "gas_gwei_max": 20.0,
+               "gas_gwei_chain": "ethereum", "gas_ratio_max": 1.0, "gas_ratio_chain": "ethereum",
+               "gas_jump_max": 1.0, "gas_jump_chain": "ethereum",
+               "gas": {"ethereum": {"gwei": 20.0, "baseline_gwei": 20.0, "ratio": 1.0, "jump": 1.0}},
+               "dlq_recent": 0.0, "dlq_window_ms": 10_000.0,
+               "dlq_total": 0.0, "volatility": 0.02, "correlation": 0.5, "liquidity_ratio": 1.0,
+               "flags": {"high_volatility": False, "high_correlation": False, "low_liquidity": False,
+                         "high_gas": False}, "flag_count": 0.0},
 }
 """Representative contexts: every rule is trial-evaluated on its scope's sample at load,
 which catches unknown functions, type errors (``float * int``) and non-bool results."""

@@ -28,10 +28,10 @@ def records_from_recording(path: Path, options: PipelineOptions,
     records: dict[str, list[dict[str, Any]]] = {k: [] for k in (*OUTPUT_KINDS.values(), "strategy_stats")}
     current: dict[str, int | None] = {"ts_ms": None}
 
-    def lines() -> Iterator[tuple[str, bytes]]:
-        for topic, ts_ms, raw in read_rows(path):
+    def lines() -> Iterator[tuple[str, bytes, str | None]]:
+        for topic, ts_ms, raw, key in read_rows(path):
             current["ts_ms"] = ts_ms
-            yield topic, raw
+            yield topic, raw, key
 
     def on_valid(topic: str, value: dict[str, Any]) -> None:
         if topic == "mev.strategy.stats":

@@ -137,6 +137,9 @@ class RiskEngine:
         self._stress_memo = StressMemo()
         self._liquidity_memo: tuple[Any, int, np.ndarray, np.ndarray] | None = None
         self._ewma_memo: tuple[np.ndarray, float, float] | None = None
+        self._holders: dict[int, set[str]] | None = None
+        """Asset column -> portfolios with an open leg in it; derived from the books (built on first
+        use, then kept current by :meth:`on_position`)."""
 
     # ---- inputs ----------------------------------------------------------
     def _price_array(self) -> np.ndarray:
@@ -222,6 +225,7 @@ class RiskEngine:
         n_before = len(self.assets)
         if not pf.book.apply(rec):
             return False
+        self._note_holding(portfolio, pf.book)
         cache = pf.cache
         if cache is not None and cache.market_version == self.market_version \
                 and cache.n_assets == n_before == len(self.assets):
@@ -234,6 +238,32 @@ class RiskEngine:
         else:
             pf.cache = None
         return True
+
+    def holders(self, asset: str) -> set[str]:
+        """Portfolios with an open leg in ``asset`` (a price move changes their marks and risk)."""
+        col = self.assets.get(asset)
+        if col is None:
+            return set()
+        if self._holders is None:
+            self._holders = {}
+            for name, pf in self.portfolios.items():
+                m = pf.book.n_rows
+                for a in np.unique(pf.book.leg_asset[:m][pf.book.leg_active[:m]]):
+                    self._holders.setdefault(int(a), set()).add(name)
+        return self._holders.get(col, set())
+
+    def _note_holding(self, portfolio: str, book: Book) -> None:
+        """Keep :meth:`holders` current for the assets the last applied record touched."""
+        if self._holders is None:
+            return
+        m = book.n_rows
+        for a in {a for a, _, _ in book.last_delta}:
+            held = bool(np.any(book.leg_active[:m] & (book.leg_asset[:m] == a)))
+            names = self._holders.setdefault(a, set())
+            if held:
+                names.add(portfolio)
+            else:
+                names.discard(portfolio)
 
     def on_strategy_stats(self, rec: dict[str, Any]) -> None:
         """Apply a ``mev.strategy.stats`` record (raises RiskInputError when malformed)."""

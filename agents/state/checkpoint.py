@@ -59,7 +59,16 @@ from agents.alerts.matchers import Silence
 from agents.anomaly.models import PortfolioModels
 from agents.anomaly.ticks import TickAnomalyDetector
 from agents.audit.chain import AuditChain
-from agents.pipeline import _JSON_OPTIONS, GLOBAL_CHAIN, OPERATOR, TOPIC_RANK, RiskPipeline, SourceHealth
+from agents.marketwatch import MarketWatch
+from agents.pipeline import (
+    _JSON_OPTIONS,
+    GLOBAL_CHAIN,
+    OPERATOR,
+    REJECTED,
+    TOPIC_RANK,
+    RiskPipeline,
+    SourceHealth,
+)
 from agents.state import risk as riskstate
 from agents.state.codec import default, pickled, unpickle
 from agents.state.envelope import open_blob, seal
@@ -152,7 +161,8 @@ class _Placement:
             self._heaps = {}
             for ts, rank, key, topic, value in sorted(self._heap, key=lambda entry: entry[:3]):
                 self._heaps.setdefault(self.of_event(topic, value), []).append(
-                    [ts, rank, key.decode("latin-1") if topic == OPERATOR else None, topic, value])
+                    [ts, rank, key.decode("latin-1") if topic in (OPERATOR, REJECTED) else None, topic,
+                     value])
         return self._heaps.get(partition, [])
 
     def of(self, scope: str, entity: str) -> int | None:
@@ -165,6 +175,11 @@ class _Placement:
     def of_chain(self, chain: str) -> int | None:
         match = _CHAIN.match(chain)
         return int(match.group(1)) if match else None
+
+    def of_input_key(self, topic: str, key: str) -> int | None:
+        """The blob of an input record key's latest event time (``RiskPipeline._key_ts``)."""
+        kind = PARTITIONED_TOPICS.get(topic)
+        return None if kind is None else self.of(kind, key)
 
     def of_event(self, topic: str, value: Mapping[str, Any]) -> int | None:
         kind = PARTITIONED_TOPICS.get(topic)
@@ -187,6 +202,7 @@ def _market_doc(pipeline: RiskPipeline, where: _Placement) -> dict[str, Any]:
                            "late_dropped": alerts.late_dropped, "errors": alerts.errors,
                            "last_error": alerts.last_error},
         "last_reload": pipeline.last_reload,
+        "market_watch": pipeline.watch.to_dict(),
         "tick_models": None if models is None else {
             "pickle": pickled({"ticks": models.ticks, "recent_tick_flags": models.recent_tick_flags}),
             "tick_predictions": models.tick_predictions, "ticks_as_of_ms": models.ticks_as_of_ms},
@@ -216,9 +232,11 @@ def _entities_doc(pipeline: RiskPipeline, where: _Placement, partition: int | No
             "snapshot": None if snapshot is None else _fragment(snapshot),
             "errored": pipeline._errored.get(name), "dirty": name in pipeline._dirty,
             "admitted": name in pipeline.admission.portfolios,
+            "trend": pipeline.watch.portfolio_state(name),
         })
     strategies = {name for kind, name in pipeline._home if kind == "strategy"}
     strategies |= set(risk.health._records) | pipeline._strategies | pipeline.admission.strategies
+    strategies |= set(pipeline.watch._strategies)
     heap = where.heap_of(partition)
     return {
         "kind": "partition" if partition is not None else "market",
@@ -228,7 +246,8 @@ def _entities_doc(pipeline: RiskPipeline, where: _Placement, partition: int | No
         "portfolios": portfolios,
         "strategies": [
             {"name": s, "health": riskstate.strategy_state(risk, s), "tracked": s in pipeline._strategies,
-             "admitted": s in pipeline.admission.strategies}
+             "admitted": s in pipeline.admission.strategies, "last_health": pipeline._health.get(s),
+             "watch": pipeline.watch.strategy_state(s)}
             for s in sorted(strategies) if where.of("strategy", s) == partition],
         "alert_states": [_alert_state(st) for st in alerts._states.values()
                          if where.of(st.scope, st.entity_id) == partition],
@@ -239,6 +258,8 @@ def _entities_doc(pipeline: RiskPipeline, where: _Placement, partition: int | No
         "sources": [[topic, p, ts] for (topic, p), ts in pipeline._source_max.items()
                     if (p if topic in PARTITIONED_TOPICS else None) == partition],
         "heap": heap,
+        "key_times": [[topic, key, ts] for (topic, key), ts in sorted(pipeline._key_ts.items())
+                      if where.of_input_key(topic, key) == partition],
         "offsets": [],
     }
 
@@ -340,6 +361,8 @@ class _Installer:
         p.alerts.errors = {str(k): int(v) for k, v in c["errors"].items()}
         p.alerts.last_error = {str(k): str(v) for k, v in c["last_error"].items()}
         p.last_reload = {str(k): [str(x) for x in v] for k, v in doc["last_reload"].items()}
+        if doc.get("market_watch") is not None:  # absent from checkpoints older than the watch
+            p.watch = MarketWatch.from_dict(p.watch.config, doc["market_watch"])
         ticks = doc["tick_models"]
         if p.models is None:
             self.report.models = "skipped" if ticks is not None else "none"
@@ -373,6 +396,10 @@ class _Installer:
                 p._strategies.add(name)
             if d["admitted"]:
                 p.admission.strategies.add(name)
+            if d.get("last_health") is not None:
+                p._health[name] = dict(d["last_health"])
+            if d.get("watch") is not None:
+                p.watch.install_strategy(name, d["watch"])
             self.report.strategies += 1
         for d in doc["alert_states"]:
             before = len(p.alerts._states)
@@ -392,11 +419,16 @@ class _Installer:
         for ts, rank, key, topic, value in doc["heap"]:
             if not isinstance(value, dict):
                 raise ValueError("a buffered event is not an object")
-            raw = (key.encode("latin-1") if topic == OPERATOR
+            raw = (key.encode("latin-1") if topic in (OPERATOR, REJECTED)
                    else orjson.dumps(value, option=orjson.OPT_SORT_KEYS))  # as offer() keys it
             if topic != OPERATOR and int(rank) != TOPIC_RANK.get(topic, 9):
                 raise ValueError(f"bad rank for {topic!r}")
+            if topic == REJECTED:  # later rejects must not tie with a restored one (RiskPipeline.reject)
+                p._rejects = max(p._rejects, int(raw.rpartition(b"#")[2] or b"0"))
             self.heap.append((int(ts), int(rank), raw, str(topic), value))
+        for topic, key, ts in doc.get("key_times") or ():  # absent from older checkpoints
+            entry = (str(topic), str(key))
+            p._key_ts[entry] = max(int(ts), p._key_ts.get(entry, int(ts)))
         for topic, partition_, offset in doc["offsets"]:
             self.report.offsets[(str(topic), int(partition_))] = int(offset)
 
@@ -412,6 +444,8 @@ class _Installer:
             p._dirty.add(name)
         if d["admitted"]:
             p.admission.portfolios.add(name)
+        if d.get("trend") is not None:
+            p.watch.install_portfolio(name, d["trend"])
         if d["models"] is not None and p.models is not None:
             models = unpickle(d["models"])
             if not isinstance(models, PortfolioModels):

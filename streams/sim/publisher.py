@@ -66,20 +66,34 @@ def encode(ev: Event) -> tuple[bytes, bytes]:
 class Pacer:
     """Maps event time to wall time relative to the first event, `speed` x faster.
 
+    With ``epoch_offset`` (wall-clock seconds minus the loop clock) and real speed, a first event
+    stamped within ``LIVE_WINDOW_S`` of the wall clock anchors event time to the wall clock itself:
+    each event is sent when the wall clock reaches its ``ts_ms``, not that long after the first
+    send, so a live run's delays behind event time are the consumer's, not the publisher's start-up.
+
     >>> p = Pacer(speed=2.0)
     >>> p.delay_s(1_000, now=10.0), round(p.delay_s(3_000, now=10.2), 6)
     (0.0, 0.8)
+    >>> live = Pacer(epoch_offset=1_000.0)  # loop time 10.0 is wall time 1010.0 s
+    >>> round(live.delay_s(1_012_000, now=10.0), 6)  # stamped 2 s ahead of the wall clock
+    2.0
     """
 
-    def __init__(self, speed: float = 1.0) -> None:
+    LIVE_WINDOW_S = 60.0
+
+    def __init__(self, speed: float = 1.0, epoch_offset: float | None = None) -> None:
         if speed <= 0:
             raise SimulatorError("speed must be > 0")
         self.speed = speed
+        self.epoch_offset = epoch_offset
         self._origin: tuple[float, int] | None = None
 
     def delay_s(self, ts_ms: int, now: float) -> float:
         if self._origin is None:
             self._origin = (now, ts_ms)
+            if self.epoch_offset is not None and self.speed == 1.0 and \
+                    abs(ts_ms / 1000 - (now + self.epoch_offset)) < self.LIVE_WINDOW_S:
+                self._origin = (ts_ms / 1000 - self.epoch_offset, ts_ms)
         wall0, ts0 = self._origin
         return max(0.0, wall0 + (ts_ms - ts0) / 1000 / self.speed - now)
 
@@ -179,7 +193,7 @@ async def publish(events: Iterable[Event], bootstrap: str, pace: Pace = "fast", 
 async def _send_all(producer: AIOKafkaProducer, events: Iterable[Event], pace: Pace,
                     speed: float, stats: PublishStats) -> None:
     loop = asyncio.get_running_loop()
-    pacer = Pacer(speed) if pace == "realtime" else None
+    pacer = Pacer(speed, epoch_offset=time.time() - loop.time()) if pace == "realtime" else None
     pending: list[tuple[asyncio.Future, Event, int]] = []
     for n, ev in enumerate(events):
         if pacer is not None:

@@ -70,6 +70,12 @@ class Env:
             MEVRISK_APP_ID=f"{self.prefix}app",
             MEVRISK_DATA_DIR=str(self.tmp / "worker"),
             MEVRISK_CHECKPOINT_SECRET=TEST_CHECKPOINT_SECRET,
+            # The equality tests replay recordings faster than real time (a 50 ms lateness is then a
+            # few ms of wall time) and compare with the offline run: they keep the watermark of
+            # before the latency defaults (2 s lateness, no release of partitions read to their
+            # end). tests/integration/test_latency_defaults.py runs the new defaults, in real time.
+            MEVRISK_ALLOWED_LATENESS_MS="2000",
+            MEVRISK_HEAD_IDLE_MS="0",
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra)

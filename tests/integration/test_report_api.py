@@ -42,7 +42,8 @@ def _get(worker: Worker, path: str, token: str | None = VIEWER) -> tuple[int, st
 
 
 def _recorded_portfolios(path: Path) -> set[str]:
-    return {orjson.loads(raw)["portfolio"] for topic, _, raw in read_rows(path) if topic == "mev.positions"}
+    return {orjson.loads(raw)["portfolio"]
+            for topic, _, raw, _key in read_rows(path) if topic == "mev.positions"}
 
 
 def _alert_ids(report: dict[str, Any]) -> set[str]:

@@ -160,17 +160,22 @@ async def _sim_snapshots(bootstrap: str, topic: str, timeout: float = 60) -> dic
     return out
 
 
-def _offline_alert_ids(env: Env, recording: Path, tmp_path: Path, horizon: int) -> list[str]:
+def _offline_alerts(env: Env, recording: Path, tmp_path: Path, horizon: int) -> list[dict[str, Any]]:
     offline = tmp_path / "offline.jsonl"
     env.mevrisk("replay", "--offline", str(recording), "--bar-ms", str(BAR_MS), "--out", str(offline))
-    return [a["event_id"] for a in map(orjson.loads, offline.read_bytes().splitlines())
+    return [a for a in map(orjson.loads, offline.read_bytes().splitlines())
             if a["entity_id"] in SIM_ENTITIES and a["ts_ms"] <= horizon - LATENESS_MS]
 
 
-def _live_alert_ids(env: Env, horizon: int) -> list[str]:
+def _live_alerts(env: Env, horizon: int) -> list[dict[str, Any]]:
     alerts = run(read_to_end(env.bootstrap, env.topic("risk.alerts")))
-    return [a["event_id"] for a in alerts
-            if a.get("entity_id") in SIM_ENTITIES and a["ts_ms"] <= horizon - LATENESS_MS]
+    return [a for a in alerts if a.get("entity_id") in SIM_ENTITIES and a["ts_ms"] <= horizon - LATENESS_MS]
+
+
+def _describe(alerts: list[dict[str, Any]], ids: set[str]) -> list[str]:
+    """rule, entity, transition and event time of the alert events among ``ids`` (failure messages)."""
+    return [f"{a.get('rule')} {a.get('entity_id')} {a.get('transition')} ts={a.get('ts_ms')} "
+            f"id={a.get('event_id')} values={a.get('values')}" for a in alerts if a.get("event_id") in ids]
 
 
 def _check_snapshots_every_bar(snapshots: dict[str, list[tuple[int, int]]], first: int, horizon: int) -> None:
@@ -207,22 +212,28 @@ def test_hostile_input_beside_the_simulator(env: Env, start_worker: Any, tmp_pat
 
     times = [orjson.loads(line)["ts_ms"] for line in recording.read_bytes().splitlines() if line.strip()]
     first, horizon = min(times), max(times)
-    expected = _offline_alert_ids(env, recording, tmp_path, horizon)
+    offline = _offline_alerts(env, recording, tmp_path, horizon)
+    expected = [a["event_id"] for a in offline]
     assert expected, "the simulator's incidents raise alerts offline"
 
-    def published() -> list[str] | None:
-        ids = _live_alert_ids(env, horizon)
-        return ids if set(expected) <= set(ids) else None
+    def published() -> list[dict[str, Any]] | None:
+        alerts = _live_alerts(env, horizon)
+        return alerts if set(expected) <= {a["event_id"] for a in alerts} else None
 
     try:
-        live = wait_until(published, 120, "the simulator's alert events on risk.alerts")
+        live_alerts = wait_until(published, 120, "the simulator's alert events on risk.alerts")
     except AssertionError as exc:
-        got = _live_alert_ids(env, horizon)
-        raise AssertionError(f"{exc}: missing {set(expected) - set(got)}, unexpected "
-                             f"{set(got) - set(expected)}\n{worker.state()}") from None
+        got = _live_alerts(env, horizon)
+        missing = set(expected) - {a["event_id"] for a in got}
+        raise AssertionError(f"{exc}: missing {_describe(offline, missing)}, unexpected "
+                             f"{_describe(got, {a['event_id'] for a in got} - set(expected))}"
+                             f"\n{worker.state()}") from None
+    live = [a["event_id"] for a in live_alerts]
     duplicates = [i for i, n in Counter(live).items() if n > 1]
     unexpected = set(live) - set(expected)
-    assert sorted(live) == sorted(expected), f"duplicates {duplicates}, unexpected {unexpected}"
+    assert sorted(live) == sorted(expected), (
+        f"duplicates {duplicates}, unexpected {_describe(live_alerts, unexpected)}, offline "
+        f"{_describe(offline, set(expected))}\n{worker.state()}")
 
     # the last bars close once the idle heartbeat moves the clock past them: wait for that first
     wait_until(lambda: worker.metric("mevrisk_watermark_seconds") * 1000 >= horizon - LATENESS_MS, 60,
@@ -232,5 +243,7 @@ def test_hostile_input_beside_the_simulator(env: Env, start_worker: Any, tmp_pat
     reasons = _check_dead_letters(env, sender)
     assert sum(reasons.values()) >= sum(h.must_reject for h in sender.delivered)
     worker.assert_healthy()
+    late = {kind: worker.metric("mevrisk_pipeline_events", kind=kind)
+            for kind in ("late", "late:mev.market.ticks", "late:mev.positions", "late:mev.strategy.stats")}
     print(f"hostile delivered={len(sender.delivered)} refused={dict(sender.refused)} "
-          f"dead letters={dict(reasons)}")
+          f"dead letters={dict(reasons)} late={late}")

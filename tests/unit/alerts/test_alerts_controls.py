@@ -61,7 +61,7 @@ def test_backtest_default_rules_over_recorded_contexts() -> None:
         events.append(("source", ts, {"name": "gas-tracker", "age_ms": 40_000 if i == 3 else 10,
                                       "limit_ms": 30_000}))
         events.append(("strategy", ts, {"strategy": "s1", "portfolio": "p1",
-                                        "drawdown_usd": 6_000.0 if i == 5 else 0.0,
+                                        "drawdown_usd": 31_000.0 if i == 5 else 0.0,
                                         "bundles_submitted": 5, "revert_rate": 0.0,
                                         "gas_to_gross": 0.1, "inclusion_rate": 0.5}))
     out = run_rules(events, load_rules(), until_ms=T0 + 10 * M)

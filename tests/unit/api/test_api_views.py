@@ -165,11 +165,12 @@ async def test_models_view_serves_feature_importance(client, host: FakeHost) -> 
             assert importance == {}
 
 
-async def test_strategies_carry_trading_state(client) -> None:
+async def test_strategies_carry_trading_state(client, host: FakeHost) -> None:
+    # the fixture's crash no longer breaches the drawdown rule's 30,000 USD limit: halt by command
+    host.pipeline.command("strategy:liq-aave-eth", "HALT", "test", "drawdown")
     body = await _json(client, "/api/v1/strategies")
     rows = {r["strategy"]: r for r in body["strategies"]}
     assert "liq-aave-eth" in rows
-    # the drawdown rule's HALT action ran in the fixture
     assert rows["liq-aave-eth"]["trading_state"] == "HALTED"
     assert {"inclusion_rate", "revert_rate", "net_pnl_usd", "drawdown_usd"} <= set(rows["jit-univ3"])
 

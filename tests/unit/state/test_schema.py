@@ -38,15 +38,27 @@ KNOWN: dict[str, dict[str, str]] = {
         "stats": "per-process counters (restart at 0; stats.released counts what recovery read)",
         "checkpoints": "the model checkpointer's queue (host side)", "enrichers": "wiring",
         "owned_partitions": "the restoring worker's assignment", "leader": "the restoring worker's role",
-        "idle_source_secs": CONFIG, "bar_ms": "market (checked: incompatible)",
+        "idle_source_secs": CONFIG, "head_idle_secs": CONFIG, "refresh_on_price": CONFIG,
+        "_at_head": "reader positions of this process: the restoring worker's readers tell it anew",
+        "_behind": "reader positions of this process: the restoring worker's market feed tells it anew",
+        "bar_ms": "market (checked: incompatible)",
         "allowed_lateness_ms": CONFIG,
         "coalesce_ms": CONFIG, "source_limits_ms": CONFIG, "max_skip_bars": CONFIG,
+        "watch": "market (market_watch)", "_health": "p<N> (each strategy's last_health)",
+        "eval_ms": CONFIG,
+        "_key_ts": "market (ticks) + p<N> (positions and stats keys, by home)",
+        "_rejects": "derived: the largest tie-breaker among the restored heap's rejects",
     },
+    "MarketWatch": {"_assets": "market", "_chains": "market", "_strategies": "p<N> (each strategy's)",
+                    "_dlq": "market",
+                    "_portfolios": "p<N> (each portfolio's trend)",
+                    "dlq_total": "market", "config": CONFIG},
     "RiskEngine": {
         "assets": "market", "bars": "market", "window": "market", "ewma": "market", "gas": "market",
         "liquidity": "market", "health": "market (_newest) + p<N> (records)", "portfolios": "p<N>",
         "_prices": "market", "_price_ts": "market", "market_version": "market", "watermark_ms": "market",
-        "rejected": "market", "config": CONFIG, "scenarios": CONFIG, "backtest_min_scenarios": CONFIG,
+        "rejected": "market", "_holders": "derived from the books (rebuilt on first use)",
+        "config": CONFIG, "scenarios": CONFIG, "backtest_min_scenarios": CONFIG,
         "_stress_memo": MEMO, "_liquidity_memo": MEMO, "_ewma_memo": MEMO,
     },
     "BarResampler": {"_open": "market", "_closed_until_ms": "market", "last_close": "market",
@@ -109,7 +121,8 @@ def _objects(p: Any) -> dict[str, Any]:
             "LiquidityState": p.risk.liquidity,
             "StrategyHealth": p.risk.health, "AssetIndex": p.risk.assets, "Book": pf.book,
             "StreamingBacktest": pf.backtest, "AlertEngine": p.alerts, "KillSwitch": p.kill_switch,
-            "AuditChain": AuditChain("risk"), "ModelBundle": p.models, "Admission": p.admission}
+            "AuditChain": AuditChain("risk"), "ModelBundle": p.models, "Admission": p.admission,
+            "MarketWatch": p.watch}
 
 
 def test_every_attribute_is_checkpointed_or_left_out_on_purpose(fed: Any) -> None:
@@ -125,13 +138,15 @@ def test_restored_state_equals_the_original(fed: Any) -> None:
     restored = build_pipeline(OPTIONS)
     restore(restored, take(fed, partitions_of(fed), secret=SECRET), secret=SECRET)
     not_compared = {"_heap", "stats", "_dirty", "ruleset", "_rules", "_eval_order", "ticks", "portfolios",
-                    "_resuming", "_expiry", "_folds", *MEMOS}
+                    "_resuming", "_expiry", "_folds", "_rejects", "_holders", *MEMOS}
     for attr, value in vars(fed).items():
         if attr not in not_compared:
             _same(value, getattr(restored, attr), attr, not_compared)
     _same(fed.risk.portfolios, restored.risk.portfolios, "risk.portfolios", {"last_delta", *MEMOS})
     assert sorted(fed._heap, key=lambda e: e[:3]) == sorted(restored._heap, key=lambda e: e[:3])
     assert fed._dirty == restored._dirty
+    for asset in fed.risk.assets.names:  # derived from the books: rebuilt equal
+        assert fed.risk.holders(asset) == restored.risk.holders(asset), asset
     assert set(fed.risk.health._expiry) == set(restored.risk.health._expiry)
     assert fed.admission == restored.admission
     assert list(fed.models.portfolios) == list(restored.models.portfolios)

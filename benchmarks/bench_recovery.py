@@ -11,8 +11,10 @@ that both heads lie half a checkpoint interval after a checkpoint instant: the r
 two restarts equally far from their last checkpoint, and measures growth with history alone.
 
 Prints key=value lines: events_h1, events_h4, recovery_s_h1, recovery_s_h4, recovery_growth_ratio
-(h4 / h1), replayed_h1, replayed_h4 (partitioned input records the recovery replayed, from its
-log line), checkpoint_take_ms, checkpoint_bytes (last take, from /metrics), state_secs.
+(h4 / h1), recovery_phases_h1/_h4 (seconds after the restart at which the web server first answered,
+recovery was over and the head was reached), replayed_h1, replayed_h4 (partitioned input records
+the recovery replayed, from its log line), checkpoint_take_ms, checkpoint_bytes (last take, from
+/metrics), state_secs.
 
 Takeover (``--takeover``, on by default; ``--no-takeover`` skips it, ``--only takeover`` runs it
 alone): a dead peer's partitions move to the survivor. A fresh topic prefix and app id; a history of
@@ -103,6 +105,8 @@ class Bench:
                         MEVRISK_STATE_CHECKPOINT_SECS=str(state_secs), PYTHONUNBUFFERED="1")
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.started_at = time.monotonic()
+        self.phases: dict[str, float] = {}
 
     def cli(self, *args: str) -> str:
         return subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=REPO, env=self.env,
@@ -144,7 +148,15 @@ class Bench:
             health = json.loads(self.get("/api/v1/health"))
         except (OSError, ValueError):
             return 0
-        return 0 if health.get("recovering") else int(health.get("watermark_ms") or 0)
+        self.phase("web")
+        if health.get("recovering"):
+            return 0
+        self.phase("recovered")
+        return int(health.get("watermark_ms") or 0)
+
+    def phase(self, name: str) -> None:
+        """The first time since the (re)start that ``name`` was seen (seconds; kept once)."""
+        self.phases.setdefault(name, round(time.monotonic() - self.started_at, 1))
 
     def metric(self, name: str) -> float:
         try:
@@ -156,10 +168,14 @@ class Bench:
         return float("nan")
 
     def caught_up(self, target_ms: int, timeout_s: float = 1800) -> float:
-        started = time.monotonic()
+        """Seconds until the watermark reaches ``target_ms``; ``phases`` then tells when the web
+        server first answered (web), recovery was over (recovered) and the head was reached."""
+        started = self.started_at = time.monotonic()
+        self.phases = {}
         while time.monotonic() - started < timeout_s:
             assert self.proc is not None and self.proc.poll() is None, "the worker exited"
             if self.watermark() >= target_ms:
+                self.phase("head")
                 return time.monotonic() - started
             time.sleep(0.25)
         raise TimeoutError(f"watermark not at {target_ms} within {timeout_s}s")
@@ -493,6 +509,10 @@ def run_takeover(bootstrap: str, args: argparse.Namespace, work: Path) -> list[s
     ]
 
 
+def _phases(phases: dict[str, float]) -> str:
+    return ",".join(f"{name}:{at}" for name, at in phases.items())
+
+
 def aligned_start(raw_t0: int, chunk_ms: int, state_ms: int) -> int:
     """The history's first event time, near ``raw_t0``, such that the H head lies half a checkpoint
     interval after a checkpoint instant; the 4H head does too when 3 chunks are a whole number of
@@ -518,6 +538,7 @@ def run_recovery(bootstrap: str, args: argparse.Namespace, work: Path) -> list[s
         bench.kill()
         bench.start()
         h1 = bench.caught_up(t0 + chunk_ms - 5_000)
+        phases_h1 = dict(bench.phases)
         replayed_h1 = bench.replayed()
         events_h1 = events
         for i in range(1, 4):
@@ -529,6 +550,7 @@ def run_recovery(bootstrap: str, args: argparse.Namespace, work: Path) -> list[s
         bench.kill()
         bench.start()
         h4 = bench.caught_up(t0 + 4 * chunk_ms - 5_000)
+        phases_h4 = dict(bench.phases)
         replayed_h4 = bench.replayed()
     finally:
         bench.stop()
@@ -539,6 +561,8 @@ def run_recovery(bootstrap: str, args: argparse.Namespace, work: Path) -> list[s
         f"recovery_s_h1={h1:.1f}",
         f"recovery_s_h4={h4:.1f}",
         f"recovery_growth_ratio={h4 / h1:.2f}",
+        f"recovery_phases_h1={_phases(phases_h1)}",
+        f"recovery_phases_h4={_phases(phases_h4)}",
         f"replayed_h1={replayed_h1}",
         f"replayed_h4={replayed_h4}",
         f"checkpoint_take_ms={take_ms:.0f}",

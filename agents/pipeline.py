@@ -428,17 +428,15 @@ class RiskPipeline:
     def _stop_before(self, watermark: int) -> int | None:
         """The checkpoint instant (a multiple less 1 ms) the clock must stop at on its way to
         ``watermark``, if it crosses one it has not stopped for yet. A clock not started yet starts
-        just before the first buffered event: a first release that jumps far (a worker whose partitions were
-        empty waits for them to fall idle, then releases all the ticks it read meanwhile) still
-        stops at every instant on its way, as its peers do."""
+        just before the first buffered event: a first release that jumps far (a worker whose
+        partitions were empty waits for them to fall idle, then releases all the ticks it read
+        meanwhile) still stops at the first instant on its way, as its peers do."""
         start = self._clock if self._clock is not None else (self._heap[0][0] - 1 if self._heap else None)
         if not self.checkpoint_ms or start is None:
             return None
         multiple = (start // self.checkpoint_ms + 1) * self.checkpoint_ms
-        if multiple <= self._stopped_for:  # resumed from that stop: the next instant is the next one
-            multiple = self._stopped_for + self.checkpoint_ms
-        if multiple > watermark:
-            return None
+        if multiple > watermark or multiple <= self._stopped_for:
+            return None  # resumed from that stop: the rest of the jump goes at once (an empty day too)
         self._stopped_for = multiple
         return multiple - 1
 

@@ -55,10 +55,11 @@ def test_two_workers_stop_at_the_same_instants(events: Any) -> None:
     assert stops[0] and stops[0] == stops[1]
 
 
-def test_a_first_release_that_jumps_still_stops_at_every_instant(events: Any) -> None:
+def test_a_first_release_that_jumps_still_stops_at_the_first_instant(events: Any) -> None:
     """A worker whose partitions stay empty holds its clock until they fall idle, then releases
     everything it buffered in one call: its clock still stops at the first instant after the first
-    event, as a peer's does (a takeover combines the two workers' checkpoints of one instant)."""
+    event, as a peer's does (a takeover combines the two workers' checkpoints of one instant); the
+    rest of the jump is released at once (a day without input must not stop at every instant)."""
     steady = build_pipeline(OPTIONS)
     steady.checkpoint_ms = 10_000
     expected_stops = _run_stopping(steady, events)[1]
@@ -75,4 +76,21 @@ def test_a_first_release_that_jumps_still_stops_at_every_instant(events: Any) ->
         outputs.extend(jumping.resume())
     first_ts = min(int(value["ts_ms"]) for _, value in events)
     after_first = [s for s in expected_stops if s >= first_ts]  # the steady clock started earlier
-    assert outputs and len(stops) > 1 and stops == after_first[:len(stops)]
+    assert outputs and stops == after_first[:1]  # then the rest of the jump at once
+
+
+def test_a_day_without_input_stops_once(events: Any) -> None:
+    """The idle heartbeat moves the clock over a day without input (the daily report's test): one
+    stop, then the rest of the day at once, its empty bars skipped; stopping at each of the 1,440
+    instants closed every bar of the day one by one and the worker hung."""
+    pipeline = build_pipeline(OPTIONS)
+    pipeline.checkpoint_ms = 60_000
+    _run_stopping(pipeline, events)
+    target = pipeline.watermark_ms + 86_400_000
+    pipeline.heartbeat(target)
+    stops = 0
+    while pipeline.checkpoint_due is not None:
+        stops += 1
+        pipeline.resume()
+    assert stops == 1 and pipeline.watermark_ms == target
+    assert pipeline.stats.skipped_bars > 80_000

@@ -7,6 +7,7 @@ import warnings
 
 import faust
 from faust.exceptions import AlreadyConfiguredWarning
+from faust.utils.terminal import SpinnerHandler
 
 import streams.codecs  # noqa: F401 - registers the orjson codec before any record is used
 from streams import logsafe
@@ -69,5 +70,5 @@ async def _root_logger_at_worker_level() -> None:
     (``streams.logsafe``), 18 % of a catching-up worker's CPU (py-spy). Once started, the root logger
     goes back to the level of the worker's own handler (``-l``)."""
     root = logging.getLogger()
-    levels = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler" and h.level]
+    levels = [h.level for h in root.handlers if not isinstance(h, SpinnerHandler) and h.level]
     root.setLevel(min(levels) if levels else logging.WARNING)
